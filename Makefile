@@ -1,0 +1,68 @@
+# Layer Normalization, reproduced. Two commands do everything (see README.md):
+#   make book   -> .venv, install, execute every chapter in place, build the HTML book in _build/html
+#   make test   -> .venv, install, unit tests, papermill smoke runs, nbval on every chapter, -W book build
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
+PROFILE ?= cpu
+NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
+
+.PHONY: help book test notebooks reproduce clean distclean venv unit smoke nbval html
+
+help:
+	@echo "make book       build the book (executes chapters, writes _build/html/index.html)"
+	@echo "make test       unit tests, smoke runs, nbval and a warnings-as-errors book build"
+	@echo "make notebooks  re-execute every chapter in place with default parameters"
+	@echo "make reproduce PROFILE=cpu|paper|smoke   rerun the experiments (recompute=True)"
+	@echo "make clean / distclean   remove _build / also remove .venv"
+
+# The environment: a virtualenv with the pinned lock file, then lnlib itself (editable, no new deps).
+$(STAMP): requirements-lock.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, found " + sys.version'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+notebooks: $(STAMP)
+	$(PY) -m lnlib._book execute $(CHAPTERS)
+
+html: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+book: notebooks html
+	@echo "The book is in _build/html/index.html"
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# Every chapter at the smoke profile, recomputing; results go to _build so data/results stays as committed.
+smoke: $(STAMP)
+	rm -rf _build/smoke
+	LNLIB_RESULTS_DIR=_build/smoke/results $(PY) -m lnlib._book run --out _build/smoke \
+		-p profile smoke -p recompute True $(CHAPTERS)
+
+nbval: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider $(NBVAL_FLAGS) $(CHAPTERS)
+
+test: unit smoke nbval html
+	@echo "make test: all checks passed"
+
+reproduce: $(STAMP)
+	$(PY) -m lnlib._book run --out _build/reproduce/$(PROFILE) -p profile $(PROFILE) -p recompute True $(CHAPTERS)
+	@echo "Results written to data/results; run 'make notebooks' to show them in the chapters."
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,139 @@
+"""Argument checks shared by the NumPy and the PyTorch backends.
+
+Both backends validate their inputs with the same functions, so a bad argument gets the same message
+whichever backend receives it. Every check raises ``ValueError`` (wrong value or shape) or ``TypeError``
+(wrong kind of object or dtype) and names the argument, what was received and what is expected.
+
+The functions here only look at shapes, integers and dtype *names*; they never import NumPy or PyTorch.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+Axis = int | Sequence[int]
+
+#: dtypes a normalization accepts, by name (NumPy's and PyTorch's spellings agree for these).
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def normalize_axis(axis: object, ndim: int, *, name: str = "axis") -> tuple[int, ...]:
+    """Turn ``axis`` (an int or a sequence of ints, negative allowed) into sorted non-negative axes.
+
+    Raises ``TypeError`` for anything that is not an int or a sequence of ints (bools included: ``True``
+    is an int to Python but never an axis), and ``ValueError`` for an empty sequence, an axis out of
+    range for ``ndim`` dimensions, or an axis named twice (``(1, -1)`` on a 2-D array names axis 1 twice).
+    """
+    if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, Sequence)) or isinstance(axis, str):
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r} ({type(axis).__name__})")
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    if len(axes) == 0:
+        raise ValueError(f"{name} must name at least one axis, got an empty {type(axis).__name__}")
+    normalized = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"{name} must contain ints, got {a!r} ({type(a).__name__}) in {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"{name}={axis!r} is out of range for an input with {ndim} dimension(s); "
+                f"expected values in [{-ndim}, {ndim - 1}]"
+            )
+        normalized.append(int(a) % ndim)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"{name}={axis!r} names the same axis more than once (as axes {tuple(normalized)})")
+    return tuple(sorted(normalized))
+
+
+def reduced_size(shape: Sequence[int], axes: tuple[int, ...]) -> int:
+    """Number of values each statistic is computed from: the product of ``shape`` over ``axes``."""
+    size = 1
+    for a in axes:
+        size *= shape[a]
+    return size
+
+
+def check_reduction_size(shape: Sequence[int], axes: tuple[int, ...], *, minimum: int = 1, what: str) -> None:
+    """Raise ``ValueError`` when fewer than ``minimum`` values enter each statistic.
+
+    ``what`` names the operation in the message (``"layer_norm"``, ``"batch_norm in training mode"``).
+    """
+    size = reduced_size(shape, axes)
+    if size < minimum:
+        sizes = tuple(shape[a] for a in axes)
+        if size == 0:
+            detail = "there are no values to average (empty reduction)"
+        else:
+            detail = f"each statistic would be computed from {size} value(s)"
+        raise ValueError(
+            f"{what}: axis={axes} of an input with shape {tuple(shape)} has sizes {sizes}, so {detail}; "
+            f"expected at least {minimum} value(s) per statistic"
+        )
+
+
+def check_float_dtype(dtype_name: str, *, name: str) -> None:
+    """Raise ``TypeError`` unless ``dtype_name`` is a real floating dtype.
+
+    Integers and bools are refused rather than converted: normalizing them silently in float64 would
+    break the rule that the output dtype is the input dtype. Complex numbers are refused because mean
+    and variance of complex activations are not what the paper defines.
+    """
+    if dtype_name not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have a real floating dtype ({', '.join(FLOAT_DTYPES)}), got dtype {dtype_name}; "
+            f"convert it first, e.g. with .astype('float32') / .float()"
+        )
+
+
+def check_eps(eps: object) -> float:
+    """``eps`` must be a finite real number >= 0; returns it as a Python float."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real number, got {eps!r} ({type(eps).__name__})")
+    value = float(eps)
+    if not (value >= 0.0 and value != float("inf")):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return value
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
+    """NumPy's broadcasting rule on plain shapes; ``None`` when the shapes do not broadcast."""
+    ndim = max(len(s) for s in shapes)
+    result = []
+    for i in range(-ndim, 0):
+        sizes = {s[i] for s in shapes if len(s) >= -i and s[i] != 1}
+        if len(sizes) > 1:
+            return None
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
+
+
+def check_param_shape(param_shape: Sequence[int], x_shape: Sequence[int], *, name: str) -> None:
+    """A gain or bias must broadcast against ``x`` *without changing x's shape*.
+
+    So ``gamma`` of shape ``(H,)`` against ``x`` of shape ``(N, H)`` is fine (the paper's per-unit gain),
+    as are ``(C, H, W)`` (PyTorch's per-element affine) and ``(C, 1, 1)`` against ``(N, C, H, W)``
+    (a per-channel affine, as MATLAB's), but ``(N, H)`` against ``(H,)`` is refused: it would quietly
+    turn one example into N.
+    """
+    x_shape, param_shape = tuple(x_shape), tuple(param_shape)
+    result = broadcast_shapes(param_shape, x_shape)
+    if result is None:
+        raise ValueError(
+            f"{name} with shape {param_shape} does not broadcast against x with shape {x_shape}; "
+            f"expected a shape that NumPy broadcasting aligns with x's trailing axes, e.g. {x_shape[-1:]}"
+        )
+    if result != x_shape:
+        raise ValueError(
+            f"{name} with shape {param_shape} would broadcast x with shape {x_shape} to {result}; "
+            f"expected a shape that leaves x's shape unchanged"
+        )
+
+
+def kept_shape(shape: Sequence[int], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a statistic with ``keepdims=True``: ``shape`` with every axis in ``axes`` set to 1."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def feature_shape(shape: Sequence[int], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a statistic with ``keepdims=False``: ``shape`` without the axes in ``axes``."""
+    return tuple(n for i, n in enumerate(shape) if i not in axes)

@@ -1,0 +1,20 @@
+"""lnlib's NumPy backend: the reference implementation the book derives.
+
+Same names and semantics as :mod:`lnlib.torch`. ``axis=`` always names the axes the statistics are taken
+over; gains and biases broadcast against the input as in NumPy.
+"""
+
+from .batch_norm import BatchNorm, batch_norm, batch_norm_backward, batch_norm_inference
+from .layer_norm import LayerNorm, layer_norm, layer_norm_backward
+from .normalization import moments
+
+__all__ = [
+    "BatchNorm",
+    "LayerNorm",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_norm_inference",
+    "layer_norm",
+    "layer_norm_backward",
+    "moments",
+]

@@ -1,0 +1,54 @@
+"""Input conversion for the NumPy backend: arrays in, clear errors for anything else."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_float_dtype, check_param_shape
+
+
+def is_torch_tensor(obj: object) -> bool:
+    """True for a ``torch.Tensor`` (checked without importing torch)."""
+    cls = type(obj)
+    return cls.__module__.split(".")[0] == "torch" and hasattr(obj, "detach")
+
+
+def as_float_array(x: object, *, name: str = "x") -> np.ndarray:
+    """``x`` as a NumPy array of a real floating dtype, without copying when it already is one.
+
+    Tensors are refused (``TypeError``) instead of being converted: converting would silently move a
+    CUDA tensor to the host and drop its autograd graph.
+    """
+    if is_torch_tensor(x):
+        raise TypeError(
+            f"{name} is a torch.Tensor, but lnlib.numpy works on NumPy arrays; use lnlib.torch for tensors, "
+            f"or pass {name}.detach().cpu().numpy()"
+        )
+    array = np.asarray(x)
+    check_float_dtype(array.dtype.name, name=name)
+    return array
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype statistics are accumulated in: float32 for float16 inputs, the input's dtype otherwise."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def as_param(param: object, x: np.ndarray, *, name: str) -> np.ndarray | None:
+    """A gain or bias: ``None``, or a floating array that broadcasts against ``x`` without changing its shape.
+
+    A parameter of another floating dtype is cast to the compute dtype of ``x``, so the output dtype is
+    always the dtype of ``x``.
+    """
+    if param is None:
+        return None
+    array = as_float_array(param, name=name)
+    check_param_shape(array.shape, x.shape, name=name)
+    return array.astype(compute_dtype(x.dtype), copy=False)
+
+
+def sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Undo broadcasting: sum ``grad`` over the axes along which a parameter of ``shape`` was repeated."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)

@@ -1,0 +1,41 @@
+"""Plain-text output for the chapters: tables and provenance cards.
+
+Chapters print their numbers as text (never only in figures or HTML), so that nbval compares them when it
+re-executes a chapter. Numbers are rounded to what is meaningful; floating-point noise below 1e-10 is
+printed in scientific notation and sanitized by ``tests/nbval_sanitize.cfg``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A fixed-width text table; cells are formatted with ``str`` (format numbers before passing them)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join([line, rule, *body])
+
+
+def sci(value: float, digits: int = 1) -> str:
+    """``1.2e-07``-style formatting for errors and tolerances."""
+    return f"{value:.{digits}e}"
+
+
+def provenance_card(record: dict[str, Any]) -> str:
+    """A short, printable provenance record for a figure made from a result file."""
+    prov = record["provenance"]
+    commit = prov.get("git_commit") or "unknown"
+    modified = " (lnlib modified)" if prov.get("code_modified") else ""
+    versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
+    params = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+    return "\n".join([
+        f"Provenance: experiment {record['experiment']}, profile {record['profile']}, seed {record['seed']}",
+        f"  parameters: {params}",
+        f"  commit {commit[:12]}{modified}; {versions}",
+        f"  device {prov['device']}; wall time {prov['wall_time_s']:.1f} s; created {prov['created_utc']}",
+    ])

@@ -1,0 +1,52 @@
+r"""Layer normalization (Ba, Kiros & Hinton 2016), PyTorch twin of :mod:`lnlib.numpy.layer_norm`.
+
+Same definition: statistics over ``axis`` for each training case, biased variance, :math:`\epsilon` inside
+the square root, gains and biases that broadcast against ``x``. :func:`layer_norm` is differentiable
+through the hand-derived backward of :mod:`lnlib.torch.normalization`; :class:`LayerNorm` is the
+``nn.Module`` with learnable gain (initialized to 1) and bias (initialized to 0), on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .normalization import normalize, normalize_backward
+
+Axis = int | tuple[int, ...]
+
+
+def layer_norm(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None, *,
+               axis: Axis = -1, eps: float = 1e-5) -> torch.Tensor:
+    """Layer-normalize ``x`` over ``axis``: ``gamma * (x - mean) / sqrt(var + eps) + beta``."""
+    return normalize(x, gamma, beta, axis=axis, eps=eps, what="layer_norm")
+
+
+def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
+                        beta: torch.Tensor | None = None, *, axis: Axis = -1, eps: float = 1e-5
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Gradients ``(dx, dgamma, dbeta)`` of :func:`layer_norm`, derived by hand (no autograd)."""
+    return normalize_backward(dy, x, gamma, beta, axis=axis, eps=eps, what="layer_norm_backward")
+
+
+class LayerNorm(nn.Module):
+    """Layer norm with a learnable gain and bias of shape ``shape`` (gains 1, biases 0, as the paper's §6)."""
+
+    def __init__(self, shape: int | tuple[int, ...], *, axis: Axis = -1, eps: float = 1e-5, affine: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.axis, self.eps = axis, eps
+        if affine:
+            self.gamma = nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
+            self.beta = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
+        else:
+            self.register_parameter("gamma", None)
+            self.register_parameter("beta", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layer_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        shape = None if self.gamma is None else tuple(self.gamma.shape)
+        return f"shape={shape}, axis={self.axis}, eps={self.eps}"

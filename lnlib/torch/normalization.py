@@ -1,0 +1,124 @@
+r"""Standardization over named axes, PyTorch twin of :mod:`lnlib.numpy.normalization`.
+
+The maths (forward, two-pass variance, the closed-form backward) is derived in the NumPy module's
+docstring; this file follows it line by line with torch operations, so it runs on any device.
+
+Autograd: :func:`normalize` is a :class:`torch.autograd.Function` whose ``backward`` is the hand-derived
+formula (:func:`gradients`), not autograd's trace of the forward. The backward is itself computed from
+saved tensors and is therefore marked once-differentiable: asking for a second derivative raises instead of
+returning a wrong one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .._checks import check_eps, check_reduction_size, normalize_axis, reduced_size
+from ._tensors import as_float_tensor, as_param, compute_dtype, sum_to_shape
+
+
+def moments(x: torch.Tensor, *, axis: int | tuple[int, ...] = -1, ddof: int = 0,
+            keepdims: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``x`` over ``axis``, by two passes (mean first, then the centred squares)."""
+    x = as_float_tensor(x)
+    axes = normalize_axis(axis, x.ndim)
+    check_reduction_size(tuple(x.shape), axes, minimum=ddof + 1, what="moments")
+    xc = x.to(compute_dtype(x.dtype))
+    mean = xc.mean(dim=axes, keepdim=True)
+    centred = xc - mean
+    var = centred.square().sum(dim=axes, keepdim=True) / (reduced_size(tuple(x.shape), axes) - ddof)
+    if not keepdims:
+        mean, var = mean.squeeze(axes), var.squeeze(axes)
+    return mean, var
+
+
+def standardize(x: torch.Tensor, axes: tuple[int, ...], eps: float, ddof: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_hat, r)``: the standardized input and the reciprocal standard deviation (kept dims)."""
+    mean, var = moments(x, axis=axes, ddof=ddof)
+    rstd = torch.rsqrt(var + eps)
+    x_hat = (x.to(var.dtype) - mean) * rstd
+    return x_hat, rstd
+
+
+class _Normalize(torch.autograd.Function):
+    """Forward: standardize then affine. Backward: :func:`gradients` on the saved ``x_hat`` and ``rstd``."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, axes, eps, ddof):  # noqa: ANN001, ANN205 (autograd's signature)
+        x_hat, rstd = standardize(x, axes, eps, ddof)
+        y = x_hat
+        if gamma is not None:
+            y = y * gamma.to(x_hat.dtype)
+        if beta is not None:
+            y = y + beta.to(x_hat.dtype)
+        ctx.save_for_backward(x_hat, rstd, gamma)
+        ctx.axes, ctx.ddof, ctx.x_dtype = axes, ddof, x.dtype
+        ctx.beta_shape = None if beta is None else tuple(beta.shape)
+        ctx.beta_dtype = None if beta is None else beta.dtype
+        return y.to(x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):  # noqa: ANN001, ANN205
+        x_hat, rstd, gamma = ctx.saved_tensors
+        g = None if gamma is None else gamma.to(x_hat.dtype)
+        dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, ctx.beta_shape, ctx.axes, ctx.ddof)
+        return (
+            dx.to(ctx.x_dtype),
+            None if dgamma is None else dgamma.to(gamma.dtype),
+            None if dbeta is None else dbeta.to(ctx.beta_dtype),
+            None, None, None,
+        )
+
+
+def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None, *,
+              axis: int | tuple[int, ...], eps: float, ddof: int = 0, minimum: int = 1,
+              what: str = "normalize") -> torch.Tensor:
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis`` (differentiable)."""
+    x = as_float_tensor(x)
+    axes = normalize_axis(axis, x.ndim)
+    eps = check_eps(eps)
+    check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
+    gamma = as_param(gamma, x, name="gamma")
+    beta = as_param(beta, x, name="beta")
+    return _Normalize.apply(x, gamma, beta, axes, eps, ddof)
+
+
+def normalize_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
+                       beta: torch.Tensor | None = None, *, axis: int | tuple[int, ...], eps: float, ddof: int = 0,
+                       minimum: int = 1, what: str = "normalize_backward"
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(dx, dgamma, dbeta)`` for :func:`normalize`, from the closed form (no autograd involved)."""
+    x = as_float_tensor(x)
+    dy = as_float_tensor(dy, name="dy")
+    if dy.shape != x.shape:
+        raise ValueError(f"dy must have the shape of x, {tuple(x.shape)}; got {tuple(dy.shape)}")
+    axes = normalize_axis(axis, x.ndim)
+    eps = check_eps(eps)
+    check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
+    gamma = as_param(gamma, x, name="gamma")
+    beta = as_param(beta, x, name="beta")
+    with torch.no_grad():
+        x_hat, rstd = standardize(x, axes, eps, ddof)
+        g = None if gamma is None else gamma.to(x_hat.dtype)
+        dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, None if beta is None else tuple(beta.shape), axes, ddof)
+    return _to_dtype(dx, x.dtype), _to_dtype(dgamma, x.dtype), _to_dtype(dbeta, x.dtype)
+
+
+def gradients(dy: torch.Tensor, x_hat: torch.Tensor, rstd: torch.Tensor, gamma: torch.Tensor | None,
+              beta_shape: tuple[int, ...] | None, axes: tuple[int, ...], ddof: int = 0
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The closed-form backward from the saved ``x_hat`` and ``rstd`` (compute dtype, no casting back)."""
+    dy = dy.to(x_hat.dtype)
+    g = dy * gamma if gamma is not None else dy
+    size = reduced_size(tuple(x_hat.shape), axes)
+    dx = rstd * (g - g.mean(dim=axes, keepdim=True)
+                 - x_hat * ((g * x_hat).sum(dim=axes, keepdim=True) / (size - ddof)))
+    dgamma = None if gamma is None else sum_to_shape(dy * x_hat, tuple(gamma.shape))
+    dbeta = None if beta_shape is None else sum_to_shape(dy, beta_shape)
+    return dx, dgamma, dbeta
+
+
+def _to_dtype(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(dtype)
