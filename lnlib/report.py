@@ -12,12 +12,16 @@ from typing import Any
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A fixed-width text table; cells are formatted with ``str`` (format numbers before passing them)."""
+    """A fixed-width text table; cells are formatted with ``str`` (format numbers before passing them).
+
+    The first column (labels) is left-aligned, the others (numbers) right-aligned.
+    """
     cells = [[str(c) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
     rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    body = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            for r in cells]
     return "\n".join([line, rule, *body])
 
 

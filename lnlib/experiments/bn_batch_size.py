@@ -12,7 +12,8 @@ Measurements, for each batch size :math:`N`:
    (with replacement, i.e. i.i.d.), batch-normalize in training mode, and compare the probe's output
    with :math:`z`. Reported: the root-mean-square deviation over repeats and units, and the spread (standard
    deviation over repeats, averaged over units). The delta method predicts an RMS deviation of about
-   :math:`\sqrt{\overline{1 + z_i^2/2}\,/\,N}` for large :math:`N`.
+   :math:`\sqrt{\overline{1 + z_i^2/2}\,/\,N}` for large :math:`N`. For one unit (the one whose ideal value
+   is closest to 1) the histogram of the probe's outputs is kept, to show the whole distribution.
 2. *Train/eval gap.* Train a :class:`lnlib.numpy.BatchNorm` (momentum 0.1) on ``running_batches`` batches,
    then compare its training-mode output (batch statistics) with its eval-mode output (running
    statistics) on ``eval_batches`` fresh batches: the RMS difference is the train/test discrepancy a
@@ -44,6 +45,7 @@ PROFILES: dict[str, dict[str, Any]] = {
               "repeats": 10_000, "running_batches": 500, "eval_batches": 250},
 }
 
+HISTOGRAM_EDGES = np.linspace(-3.0, 3.0, 61)
 _CHUNK_ELEMENTS = 1 << 22  # batches are normalized in chunks of about 4M values (32 MiB in float64)
 
 
@@ -54,10 +56,8 @@ def make_population(units: int, population: int, rng: np.random.Generator) -> np
     return means + stds * rng.standard_normal((population, units))
 
 
-def probe_deviation(data: np.ndarray, z: np.ndarray, batch_size: int, repeats: int,
-                    rng: np.random.Generator) -> tuple[float, float, float]:
-    """``(rms deviation, spread, fraction of |y| within 0.01 of 1)`` of the probe (row 0) over ``repeats``
-    random batches. The last is the batch-size-2 signature: two values normalize to -1 and +1."""
+def probe_outputs(data: np.ndarray, batch_size: int, repeats: int, rng: np.random.Generator) -> np.ndarray:
+    """The probe's (row 0) batch-normalized values in ``repeats`` random batches: shape ``(repeats, units)``."""
     units = data.shape[1]
     outputs = np.empty((repeats, units))
     per_chunk = max(1, _CHUNK_ELEMENTS // (batch_size * units))
@@ -66,6 +66,12 @@ def probe_deviation(data: np.ndarray, z: np.ndarray, batch_size: int, repeats: i
         others = rng.integers(1, data.shape[0], size=(count, batch_size - 1))
         batches = np.concatenate([np.broadcast_to(data[0], (count, 1, units)), data[others]], axis=1)
         outputs[start:start + count] = batch_norm(batches, axis=1, eps=EPS)[:, 0, :]
+    return outputs
+
+
+def summarize(outputs: np.ndarray, z: np.ndarray) -> tuple[float, float, float]:
+    """``(rms deviation from z, spread, fraction of |y| within 0.01 of 1)``. The last is the batch-size-2
+    signature: two values normalize to -1 and +1."""
     deviation = outputs - z
     rms = float(np.sqrt(np.mean(deviation**2)))
     spread = float(np.mean(outputs.std(axis=0)))
@@ -97,13 +103,18 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
     mu, var = moments(data, axis=0, keepdims=False)
     z = (data[0] - mu) / np.sqrt(var + EPS)
     predicted_coefficient = float(np.sqrt(np.mean(1.0 + z**2 / 2.0)))
+    shown_unit = int(np.argmin(np.abs(z - 1.0)))  # the unit whose ideal value is closest to 1
+    counts = []
     out: dict[str, list[float]] = {key: [] for key in (
         "rms_deviation", "spread", "unit_magnitude_fraction", "predicted_rms", "train_eval_rms",
         "running_mean_rms_error", "running_var_ratio")}
     for n in tqdm(params["batch_sizes"], desc="batch sizes", disable=not progress):
-        rms, spread, unit_fraction = probe_deviation(data, z, n, params["repeats"], rng)
+        outputs = probe_outputs(data, n, params["repeats"], rng)
+        rms, spread, unit_fraction = summarize(outputs, z)
+        counts.append(np.histogram(outputs[:, shown_unit], bins=HISTOGRAM_EDGES)[0].tolist())
         gap, mean_error, var_ratio = train_eval_gap(data, n, params["running_batches"], params["eval_batches"], rng)
         for key, value in zip(out, (rms, spread, unit_fraction, predicted_coefficient / math.sqrt(n), gap,
                                     mean_error, var_ratio)):
             out[key].append(value)
-    return {"batch_sizes": list(params["batch_sizes"]), "probe_z": z.tolist(), **out}
+    return {"batch_sizes": list(params["batch_sizes"]), "probe_z": z.tolist(), **out,
+            "histogram_unit": shown_unit, "histogram_edges": HISTOGRAM_EDGES.tolist(), "histogram_counts": counts}
