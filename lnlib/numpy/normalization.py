@@ -35,8 +35,10 @@ difference of two numbers near :math:`10^8` loses every significant digit.
 
 where "broadcast" means the axes along which :math:`\gamma` (or :math:`\beta`) was repeated. :math:`\epsilon`
 only enters through :math:`r` and :math:`\hat x`, so the formula is exact for every :math:`\epsilon \ge 0`.
-The first form subtracts two projections from :math:`g`: for :math:`d = 0` the result is orthogonal to the
-constant vector and to :math:`\hat x` within every slice over :math:`A` (shown in chapter 5).
+The bracket subtracts from :math:`g` its projections on the constant vector and (for :math:`d = 0`) on
+:math:`\hat x`: within every slice over :math:`A` the input gradient is orthogonal to the constant vector,
+and its component along :math:`\hat x` is :math:`r\,(g\cdot\hat x)\,\epsilon/(\sigma^2+\epsilon)`, zero
+only when :math:`\epsilon = 0` (chapter 5).
 
 Dtypes: float32 in gives float32 out, float64 gives float64; float16 is computed in float32 and cast back.
 Documented results for unusual inputs: a slice containing NaN or ±inf comes out NaN (other slices are not

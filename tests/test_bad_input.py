@@ -1,0 +1,100 @@
+"""Bad input gets a ValueError/TypeError that names the argument, in both backends alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lnlib.numpy as lnp
+import lnlib.torch as lnt
+
+X = np.arange(24.0).reshape(2, 3, 4)
+
+# (description, function name, keyword arguments replacing the defaults, exception, words the message must contain)
+CASES = [
+    ("axis out of range", "layer_norm", {"axis": 3}, ValueError, ["axis=3", "out of range", "[-3, 2]"]),
+    ("negative axis out of range", "layer_norm", {"axis": -4}, ValueError, ["axis=-4", "out of range"]),
+    ("axis repeated", "layer_norm", {"axis": (1, -2)}, ValueError, ["axis=(1, -2)", "more than once"]),
+    ("axis empty", "layer_norm", {"axis": ()}, ValueError, ["axis", "at least one axis"]),
+    ("axis a float", "layer_norm", {"axis": 1.0}, TypeError, ["axis", "float"]),
+    ("axis a bool", "batch_norm", {"axis": True}, TypeError, ["axis", "bool"]),
+    ("axis a string", "layer_norm", {"axis": "-1"}, TypeError, ["axis", "str"]),
+    ("gamma not broadcastable", "layer_norm", {"gamma": np.ones(3)}, ValueError, ["gamma", "(3,)", "(2, 3, 4)"]),
+    ("beta not broadcastable", "batch_norm", {"beta": np.ones((5, 4))}, ValueError, ["beta", "(5, 4)"]),
+    ("gamma expands x", "layer_norm", {"gamma": np.ones((5, 2, 3, 4))}, ValueError, ["gamma", "(5, 2, 3, 4)", "unchanged"]),
+    ("gamma of integers", "layer_norm", {"gamma": np.ones(4, dtype=int)}, TypeError, ["gamma", "int64", "floating"]),
+    ("x of integers", "layer_norm", {"x": np.arange(6).reshape(2, 3)}, TypeError, ["x", "int64", "floating"]),
+    ("x of bools", "batch_norm", {"x": np.ones((2, 3), dtype=bool)}, TypeError, ["x", "bool"]),
+    ("x complex", "layer_norm", {"x": np.ones((2, 3), dtype=complex)}, TypeError, ["x", "complex128"]),
+    ("empty reduction", "layer_norm", {"x": np.zeros((3, 0))}, ValueError, ["layer_norm", "empty reduction"]),
+    ("batch of one in training", "batch_norm", {"x": np.ones((1, 5))}, ValueError,
+     ["batch_norm in training mode", "1 value", "at least 2"]),
+    ("unbiased variance of one value", "batch_norm", {"x": np.ones((1, 5)), "ddof": 1}, ValueError, ["at least 2"]),
+    ("negative eps", "layer_norm", {"eps": -1e-5}, ValueError, ["eps", ">= 0"]),
+    ("eps not a number", "layer_norm", {"eps": "1e-5"}, TypeError, ["eps", "str"]),
+]
+
+
+def _call(backend, name, overrides):
+    kwargs = {"x": X, "gamma": None, "beta": None, **overrides}
+    x, gamma, beta = (backend.asarray(kwargs.pop(k)) for k in ("x", "gamma", "beta"))
+    return getattr(backend.lib, name)(x, gamma, beta, **kwargs)
+
+
+@pytest.mark.parametrize("what,name,overrides,error,words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_a_clear_message(backend, what, name, overrides, error, words):
+    with pytest.raises(error) as info:
+        _call(backend, name, overrides)
+    for word in words:
+        assert word in str(info.value), f"{word!r} missing from: {info.value}"
+
+
+@pytest.mark.parametrize("what,name,overrides,error,words", CASES, ids=[c[0] for c in CASES])
+def test_backward_refuses_the_same_inputs(backend, what, name, overrides, error, words):
+    x = overrides.get("x", X)
+    kwargs = {k: v for k, v in overrides.items() if k not in ("x", "gamma", "beta")}
+    args = [backend.asarray(a) for a in (np.ones(np.shape(x), dtype=float), x, overrides.get("gamma"),
+                                         overrides.get("beta"))]
+    with pytest.raises(error):
+        getattr(backend.lib, f"{name}_backward")(*args, **kwargs)
+
+
+def test_numpy_backend_refuses_tensors():
+    with pytest.raises(TypeError, match="torch.Tensor.*lnlib.torch"):
+        lnp.layer_norm(torch.ones(2, 3))
+    with pytest.raises(TypeError, match="gamma is a torch.Tensor"):
+        lnp.layer_norm(np.ones((2, 3)), torch.ones(3))
+
+
+def test_torch_backend_refuses_numpy_arrays():
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray.*lnlib.numpy"):
+        lnt.layer_norm(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="beta must be a torch.Tensor"):
+        lnt.batch_norm(torch.ones(2, 3), None, [0.0, 0.0, 0.0])
+
+
+def test_dy_of_the_wrong_shape(backend):
+    with pytest.raises(ValueError, match=r"dy must have the shape of x"):
+        backend.lib.layer_norm_backward(backend.asarray(np.ones((2, 3))), backend.asarray(np.ones((3, 2))))
+
+
+def test_batch_norm_module_built_for_other_features(backend):
+    layer = backend.lib.BatchNorm(5)
+    with pytest.raises(ValueError, match=r"num_features=\(5,\)"):
+        layer(backend.asarray(np.ones((4, 3))))
+
+
+def test_momentum_out_of_range(backend):
+    with pytest.raises(ValueError, match="momentum"):
+        backend.lib.BatchNorm(3, momentum=1.5)
+
+
+def test_cuda_requested_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        lnt.resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        lnt.resolve_device("gpu")
+    assert lnt.resolve_device("auto").type == "cpu"

@@ -1,0 +1,104 @@
+"""Result files: atomic writes, provenance, schema validation, and the chapters' load-or-run entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lnlib import experiments, results
+from lnlib.experiments import bn_batch_size
+
+
+@pytest.fixture
+def results_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("LNLIB_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_smoke_run_writes_a_valid_record_with_provenance(results_in_tmp):
+    record = experiments.run(bn_batch_size, profile="smoke", seed=3, device="cpu", progress=False)
+    path = results_in_tmp / "bn_batch_size-smoke-seed3.json"
+    assert path.exists() and not list(results_in_tmp.glob(".*.tmp"))
+    loaded = results.load(path)
+    assert loaded == json.loads(json.dumps(record))
+    prov = loaded["provenance"]
+    assert prov["device"].startswith("cpu") and prov["wall_time_s"] >= 0
+    assert {"python", "numpy", "lnlib"} <= set(prov["versions"])
+    assert loaded["params"] == bn_batch_size.PROFILES["smoke"]
+    assert len(loaded["data"]["rms_deviation"]) == len(loaded["params"]["batch_sizes"])
+
+
+def test_same_seed_gives_the_same_data(results_in_tmp):
+    a = experiments.run(bn_batch_size, profile="smoke", seed=1, device="cpu", progress=False, save=False)
+    b = experiments.run(bn_batch_size, profile="smoke", seed=1, device="cpu", progress=False, save=False)
+    c = experiments.run(bn_batch_size, profile="smoke", seed=2, device="cpu", progress=False, save=False)
+    assert a["data"] == b["data"] and a["data"] != c["data"]
+
+
+def test_load_or_run_loads_without_recomputing(results_in_tmp, monkeypatch):
+    experiments.run(bn_batch_size, profile="smoke", seed=0, device="cpu", progress=False)
+    monkeypatch.setattr(bn_batch_size, "run", lambda *a, **k: pytest.fail("recomputed although recompute=False"))
+    record = experiments.load_or_run(bn_batch_size, profile="smoke", recompute=False)
+    assert record["profile"] == "smoke"
+
+
+def test_load_or_run_without_a_stored_result_says_how_to_make_one(results_in_tmp):
+    with pytest.raises(results.ResultFileError, match="recompute=True"):
+        experiments.load_or_run(bn_batch_size, profile="paper", recompute=False, seed=99)
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError, match=r"profile must be one of \['cpu', 'paper', 'smoke'\]"):
+        experiments.load_or_run(bn_batch_size, profile="huge", recompute=False)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"schema_version": 1}', "missing key 'experiment'"),
+])
+def test_malformed_files_give_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "broken.json"
+    path.write_text(content)
+    with pytest.raises(results.ResultFileError, match=message) as info:
+        results.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_file_is_detected(results_in_tmp):
+    path = results.save(experiments.run(bn_batch_size, profile="smoke", seed=0, device="cpu", progress=False,
+                                        save=False))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(results.ResultFileError, match="not valid JSON"):
+        results.load(path)
+
+
+def test_wrong_types_and_versions_are_detected(results_in_tmp):
+    record = experiments.run(bn_batch_size, profile="smoke", seed=0, device="cpu", progress=False, save=False)
+    for key, value, message in [("seed", "0", "'seed' should be int"), ("schema_version", 99, "schema_version 99"),
+                                ("data", [], "'data' should be dict")]:
+        broken = {**record, key: value}
+        with pytest.raises(results.ResultFileError, match=message):
+            results.validate(broken, source="test")
+    del record["provenance"]["git_commit"]
+    with pytest.raises(results.ResultFileError, match="provenance lacks 'git_commit'"):
+        results.validate(record, source="test")
+
+
+def test_failed_write_leaves_the_old_file_intact(tmp_path):
+    path = tmp_path / "r.json"
+    results.write_json_atomic(path, {"a": 1})
+    with pytest.raises(ValueError):
+        results.write_json_atomic(path, {"a": float("nan")})  # NaN is not JSON; refused mid-write
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_committed_results_are_valid():
+    committed = sorted((results.REPO_ROOT / "data" / "results").glob("*.json"))
+    assert committed, "data/results/ holds no result files"
+    for path in committed:
+        record = results.load(path)
+        assert path.name == f"{record['experiment']}-{record['profile']}-seed{record['seed']}.json"
+        assert record["provenance"]["git_commit"], f"{path.name} has no git commit in its provenance"
