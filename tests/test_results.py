@@ -102,3 +102,15 @@ def test_committed_results_are_valid():
         record = results.load(path)
         assert path.name == f"{record['experiment']}-{record['profile']}-seed{record['seed']}.json"
         assert record["provenance"]["git_commit"], f"{path.name} has no git commit in its provenance"
+
+
+def test_batch_dependence_smoke_run_measures_what_the_chapter_claims(results_in_tmp):
+    from lnlib.experiments import batch_dependence
+
+    data = experiments.run(batch_dependence, profile="smoke", seed=0, device="cpu", progress=False)["data"]
+    only, ln_net, bn_net = data["normalization_only"], data["layer_norm_network"], data["batch_norm_network"]
+    assert only["layer_norm_float64"] == [0.0] * len(data["batch_sizes"])
+    assert only["batch_norm_float32"][0] is None and min(only["batch_norm_float32"][1:]) > 0.01
+    assert ln_net["mode_change"] == [0.0] * len(data["batch_sizes"])
+    assert max(ln_net["train_vs_online"]) < 1e-5
+    assert bn_net["mode_change"][0] is None and min(bn_net["mode_change"][1:]) > 1e-3
