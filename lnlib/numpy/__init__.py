@@ -5,8 +5,11 @@ over; gains and biases broadcast against the input as in NumPy.
 """
 
 from .batch_norm import BatchNorm, batch_norm, batch_norm_backward, batch_norm_inference
+from .group_norm import group_norm, group_norm_backward
 from .layer_norm import LayerNorm, layer_norm, layer_norm_backward
 from .normalization import moments
+from .rms_norm import rms_norm, rms_norm_backward
+from .weight_norm import weight_norm, weight_norm_backward
 
 __all__ = [
     "BatchNorm",
@@ -14,7 +17,13 @@ __all__ = [
     "batch_norm",
     "batch_norm_backward",
     "batch_norm_inference",
+    "group_norm",
+    "group_norm_backward",
     "layer_norm",
     "layer_norm_backward",
     "moments",
+    "rms_norm",
+    "rms_norm_backward",
+    "weight_norm",
+    "weight_norm_backward",
 ]

@@ -71,27 +71,36 @@ def moments(x: object, *, axis: int | tuple[int, ...] = -1, ddof: int = 0, keepd
     return mean, var
 
 
-def standardize(x: np.ndarray, axes: tuple[int, ...], eps: float, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def standardize(x: np.ndarray, axes: tuple[int, ...], eps: float, ddof: int = 0,
+                center: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(x_hat, r)``: the standardized input and the reciprocal standard deviation (kept dims).
 
-    ``x`` must already be validated; this is the shared kernel of the public functions.
+    ``x`` must already be validated; this is the shared kernel of the public functions. With
+    ``center=False`` the mean is taken to be 0 and the "variance" is the mean square (RMSNorm).
     """
-    mean, var = moments(x, axis=axes, ddof=ddof)
+    if center:
+        mean, var = moments(x, axis=axes, ddof=ddof)
+    else:
+        mean = 0.0
+        var = np.square(x.astype(compute_dtype(x.dtype), copy=False)).mean(axis=axes, keepdims=True)
     rstd = 1.0 / np.sqrt(var + np.asarray(eps, dtype=var.dtype))
     x_hat = (x.astype(var.dtype, copy=False) - mean) * rstd
     return x_hat, rstd
 
 
 def normalize(x: object, gamma: object = None, beta: object = None, *, axis: int | tuple[int, ...], eps: float,
-              ddof: int = 0, minimum: int = 1, what: str = "normalize") -> np.ndarray:
-    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis``."""
+              ddof: int = 0, center: bool = True, minimum: int = 1, what: str = "normalize") -> np.ndarray:
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis``.
+
+    ``center=False`` drops the mean: ``gamma * x / sqrt(mean(x**2) + eps) + beta`` (RMSNorm).
+    """
     x = as_float_array(x)
     axes = normalize_axis(axis, x.ndim)
     eps = check_eps(eps)
     check_reduction_size(x.shape, axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
-    y, _ = standardize(x, axes, eps, ddof)
+    y, _ = standardize(x, axes, eps, ddof, center)
     if gamma is not None:
         y *= gamma
     if beta is not None:
@@ -100,8 +109,9 @@ def normalize(x: object, gamma: object = None, beta: object = None, *, axis: int
 
 
 def normalize_backward(dy: object, x: object, gamma: object = None, beta: object = None, *,
-                       axis: int | tuple[int, ...], eps: float, ddof: int = 0, minimum: int = 1,
-                       what: str = "normalize_backward") -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+                       axis: int | tuple[int, ...], eps: float, ddof: int = 0, center: bool = True,
+                       minimum: int = 1, what: str = "normalize_backward"
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``(dx, dgamma, dbeta)`` for :func:`normalize`, from the closed form in the module docstring.
 
     ``beta`` is only used for its shape (the shape of ``dbeta``); ``dgamma``/``dbeta`` are ``None`` when
@@ -116,20 +126,24 @@ def normalize_backward(dy: object, x: object, gamma: object = None, beta: object
     check_reduction_size(x.shape, axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
-    x_hat, rstd = standardize(x, axes, eps, ddof)
-    dx, dgamma, dbeta = gradients(dy, x_hat, rstd, gamma, None if beta is None else beta.shape, axes, ddof)
+    x_hat, rstd = standardize(x, axes, eps, ddof, center)
+    dx, dgamma, dbeta = gradients(dy, x_hat, rstd, gamma, None if beta is None else beta.shape, axes, ddof,
+                                  center)
     return _to_dtype(dx, x.dtype), _to_dtype(dgamma, x.dtype), _to_dtype(dbeta, x.dtype)
 
 
 def gradients(dy: np.ndarray, x_hat: np.ndarray, rstd: np.ndarray, gamma: np.ndarray | None,
-              beta_shape: tuple[int, ...] | None, axes: tuple[int, ...], ddof: int = 0
+              beta_shape: tuple[int, ...] | None, axes: tuple[int, ...], ddof: int = 0, center: bool = True
               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """The closed-form backward from the saved ``x_hat`` and ``rstd`` (compute dtype, no casting back)."""
+    """The closed-form backward from the saved ``x_hat`` and ``rstd`` (compute dtype, no casting back).
+
+    Without centering the :math:`\\frac1M\\sum_A g` term is absent (the mean is not a function of x).
+    """
     dy = dy.astype(x_hat.dtype, copy=False)
     g = dy * gamma if gamma is not None else dy
     size = reduced_size(x_hat.shape, axes)
-    dx = rstd * (g - g.mean(axis=axes, keepdims=True)
-                 - x_hat * ((g * x_hat).sum(axis=axes, keepdims=True) / (size - ddof)))
+    centred_g = g - g.mean(axis=axes, keepdims=True) if center else g
+    dx = rstd * (centred_g - x_hat * ((g * x_hat).sum(axis=axes, keepdims=True) / (size - ddof)))
     dgamma = None if gamma is None else sum_to_shape(dy * x_hat, gamma.shape)
     dbeta = None if beta_shape is None else sum_to_shape(dy, beta_shape)
     return dx, dgamma, dbeta

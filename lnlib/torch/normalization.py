@@ -33,9 +33,17 @@ def moments(x: torch.Tensor, *, axis: int | tuple[int, ...] = -1, ddof: int = 0,
     return mean, var
 
 
-def standardize(x: torch.Tensor, axes: tuple[int, ...], eps: float, ddof: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x_hat, r)``: the standardized input and the reciprocal standard deviation (kept dims)."""
-    mean, var = moments(x, axis=axes, ddof=ddof)
+def standardize(x: torch.Tensor, axes: tuple[int, ...], eps: float, ddof: int = 0,
+                center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_hat, r)``: the standardized input and the reciprocal standard deviation (kept dims).
+
+    With ``center=False`` the mean is taken to be 0 and the "variance" is the mean square (RMSNorm).
+    """
+    if center:
+        mean, var = moments(x, axis=axes, ddof=ddof)
+    else:
+        mean = 0.0
+        var = x.to(compute_dtype(x.dtype)).square().mean(dim=axes, keepdim=True)
     rstd = torch.rsqrt(var + eps)
     x_hat = (x.to(var.dtype) - mean) * rstd
     return x_hat, rstd
@@ -45,15 +53,15 @@ class _Normalize(torch.autograd.Function):
     """Forward: standardize then affine. Backward: :func:`gradients` on the saved ``x_hat`` and ``rstd``."""
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, axes, eps, ddof):  # noqa: ANN001, ANN205 (autograd's signature)
-        x_hat, rstd = standardize(x, axes, eps, ddof)
+    def forward(ctx, x, gamma, beta, axes, eps, ddof, center):  # noqa: ANN001, ANN205 (autograd's signature)
+        x_hat, rstd = standardize(x, axes, eps, ddof, center)
         y = x_hat
         if gamma is not None:
             y = y * gamma.to(x_hat.dtype)
         if beta is not None:
             y = y + beta.to(x_hat.dtype)
         ctx.save_for_backward(x_hat, rstd, gamma)
-        ctx.axes, ctx.ddof, ctx.x_dtype = axes, ddof, x.dtype
+        ctx.axes, ctx.ddof, ctx.center, ctx.x_dtype = axes, ddof, center, x.dtype
         ctx.beta_shape = None if beta is None else tuple(beta.shape)
         ctx.beta_dtype = None if beta is None else beta.dtype
         return y.to(x.dtype)
@@ -63,31 +71,34 @@ class _Normalize(torch.autograd.Function):
     def backward(ctx, dy):  # noqa: ANN001, ANN205
         x_hat, rstd, gamma = ctx.saved_tensors
         g = None if gamma is None else gamma.to(x_hat.dtype)
-        dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, ctx.beta_shape, ctx.axes, ctx.ddof)
+        dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, ctx.beta_shape, ctx.axes, ctx.ddof, ctx.center)
         return (
             dx.to(ctx.x_dtype),
             None if dgamma is None else dgamma.to(gamma.dtype),
             None if dbeta is None else dbeta.to(ctx.beta_dtype),
-            None, None, None,
+            None, None, None, None,
         )
 
 
 def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None, *,
-              axis: int | tuple[int, ...], eps: float, ddof: int = 0, minimum: int = 1,
+              axis: int | tuple[int, ...], eps: float, ddof: int = 0, center: bool = True, minimum: int = 1,
               what: str = "normalize") -> torch.Tensor:
-    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis`` (differentiable)."""
+    """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis`` (differentiable).
+
+    ``center=False`` drops the mean: ``gamma * x / sqrt(mean(x**2) + eps) + beta`` (RMSNorm).
+    """
     x = as_float_tensor(x)
     axes = normalize_axis(axis, x.ndim)
     eps = check_eps(eps)
     check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
-    return _Normalize.apply(x, gamma, beta, axes, eps, ddof)
+    return _Normalize.apply(x, gamma, beta, axes, eps, ddof, center)
 
 
 def normalize_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
                        beta: torch.Tensor | None = None, *, axis: int | tuple[int, ...], eps: float, ddof: int = 0,
-                       minimum: int = 1, what: str = "normalize_backward"
+                       center: bool = True, minimum: int = 1, what: str = "normalize_backward"
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """``(dx, dgamma, dbeta)`` for :func:`normalize`, from the closed form (no autograd involved)."""
     x = as_float_tensor(x)
@@ -100,21 +111,22 @@ def normalize_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | 
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
     with torch.no_grad():
-        x_hat, rstd = standardize(x, axes, eps, ddof)
+        x_hat, rstd = standardize(x, axes, eps, ddof, center)
         g = None if gamma is None else gamma.to(x_hat.dtype)
-        dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, None if beta is None else tuple(beta.shape), axes, ddof)
+        dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, None if beta is None else tuple(beta.shape), axes, ddof,
+                                      center)
     return _to_dtype(dx, x.dtype), _to_dtype(dgamma, x.dtype), _to_dtype(dbeta, x.dtype)
 
 
 def gradients(dy: torch.Tensor, x_hat: torch.Tensor, rstd: torch.Tensor, gamma: torch.Tensor | None,
-              beta_shape: tuple[int, ...] | None, axes: tuple[int, ...], ddof: int = 0
+              beta_shape: tuple[int, ...] | None, axes: tuple[int, ...], ddof: int = 0, center: bool = True
               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """The closed-form backward from the saved ``x_hat`` and ``rstd`` (compute dtype, no casting back)."""
     dy = dy.to(x_hat.dtype)
     g = dy * gamma if gamma is not None else dy
     size = reduced_size(tuple(x_hat.shape), axes)
-    dx = rstd * (g - g.mean(dim=axes, keepdim=True)
-                 - x_hat * ((g * x_hat).sum(dim=axes, keepdim=True) / (size - ddof)))
+    centred_g = g - g.mean(dim=axes, keepdim=True) if center else g
+    dx = rstd * (centred_g - x_hat * ((g * x_hat).sum(dim=axes, keepdim=True) / (size - ddof)))
     dgamma = None if gamma is None else sum_to_shape(dy * x_hat, tuple(gamma.shape))
     dbeta = None if beta_shape is None else sum_to_shape(dy, beta_shape)
     return dx, dgamma, dbeta

@@ -1,0 +1,47 @@
+r"""Weight normalization, PyTorch twin of :mod:`lnlib.numpy.weight_norm`.
+
+:func:`weight_norm` is composed of differentiable torch operations (autograd derives the same backward as
+:func:`weight_norm_backward`, which is written out by hand and tested against it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._checks import normalize_axis
+from ._tensors import as_float_tensor, as_param, compute_dtype, sum_to_shape
+
+Axis = int | tuple[int, ...]
+
+
+def _direction(v: torch.Tensor, axis: Axis) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    v = as_float_tensor(v, name="v")
+    axes = normalize_axis(axis, v.ndim)
+    vc = v.to(compute_dtype(v.dtype))
+    norm = vc.square().sum(dim=axes, keepdim=True).sqrt()
+    return v, vc / norm, norm, axes
+
+
+def weight_norm(v: torch.Tensor, g: torch.Tensor | None = None, *, axis: Axis = -1) -> torch.Tensor:
+    """``g * v / ||v||`` with the norm over ``axis``; ``g=None`` gives unit-length vectors."""
+    v, direction, _, _ = _direction(v, axis)
+    g = as_param(g, v, name="g")
+    w = direction if g is None else direction * g.to(direction.dtype)
+    return w.to(v.dtype)
+
+
+def weight_norm_backward(dw: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None = None, *, axis: Axis = -1
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gradients ``(dv, dg)`` of :func:`weight_norm`, derived by hand (no autograd)."""
+    with torch.no_grad():
+        v, direction, norm, axes = _direction(v, axis)
+        dw = as_float_tensor(dw, name="dw")
+        if dw.shape != v.shape:
+            raise ValueError(f"dw must have the shape of v, {tuple(v.shape)}; got {tuple(dw.shape)}")
+        g = as_param(g, v, name="g")
+        dw = dw.to(direction.dtype)
+        along = (direction * dw).sum(dim=axes, keepdim=True)
+        scale = 1.0 / norm if g is None else g.to(direction.dtype) / norm
+        dv = scale * (dw - direction * along)
+        dg = None if g is None else sum_to_shape(dw * direction, tuple(g.shape)).to(v.dtype)
+    return dv.to(v.dtype), dg
