@@ -36,10 +36,18 @@ def provenance_card(record: dict[str, Any]) -> str:
     commit = prov.get("git_commit") or "unknown"
     modified = " (lnlib modified)" if prov.get("code_modified") else ""
     versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
-    params = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+    params = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
     return "\n".join([
         f"Provenance: experiment {record['experiment']}, profile {record['profile']}, seed {record['seed']}",
         f"  parameters: {params}",
         f"  commit {commit[:12]}{modified}; {versions}",
         f"  device {prov['device']}; wall time {prov['wall_time_s']:.1f} s; created {prov['created_utc']}",
     ])
+
+
+def _short(value: Any, limit: int = 6) -> str:
+    """Long lists are shown by their ends and length: ``[0.0001, 0.000178, ..., 100] (25 values)``."""
+    if not isinstance(value, list) or len(value) <= limit:
+        return str(value)
+    ends = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in (value[0], value[1], value[-1])]
+    return f"[{ends[0]}, {ends[1]}, ..., {ends[2]}] ({len(value)} values)"
