@@ -151,9 +151,14 @@ def gains(params: dict[str, Any], generator: torch.Generator, device: torch.devi
     return out
 
 
-def train(params: dict[str, Any], init_scale: float, generator: torch.Generator, device: torch.device,
+def train(params: dict[str, Any], init_scale: float, seed: int, device: torch.device,
           progress: bool) -> dict[str, list[float]]:
-    """Measurement 3: SGD on ``Linear(no bias) -> LN -> ReLU -> Linear``; norms, effective steps, losses."""
+    """Measurement 3: SGD on ``Linear(no bias) -> LN -> ReLU -> Linear``; norms, effective steps, losses.
+
+    Every run with the same ``seed`` sees the same task, initial directions and mini-batches; only the
+    scale of the first weight matrix differs, so all runs start from the same function.
+    """
+    generator = torch.Generator().manual_seed(seed)
     opts = {"dtype": torch.float64, "device": device}
     d, h, k = params["inputs"], params["train_hidden"], params["classes"]
     teacher = torch.randn(k, d, generator=generator).to(**opts)
@@ -196,5 +201,5 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
     data: dict[str, Any] = {"scales": list(params["scales"]), "input_scales": list(params["input_scales"])}
     data["rescaling"] = rescaling(params, generator, dev)
     data["gains"] = gains(params, generator, dev)
-    data["training"] = {str(s): train(params, s, generator, dev, progress) for s in params["init_scales"]}
+    data["training"] = {str(s): train(params, s, seed + 1, dev, progress) for s in params["init_scales"]}
     return data
