@@ -184,7 +184,7 @@ def train(params: dict[str, Any], init_scale: float, seed: int, device: torch.de
             norm2_after = float(W1.square().sum())
         worst_identity_error = max(worst_identity_error, abs(norm2_after - norm2_before - lr**2 * grad2) / norm2_before)
         recent_losses.append(float(loss.detach()))
-        if step % params["log_every"] == 0:  # a point every log_every steps; the loss averaged over them
+        if step == 1 or step % params["log_every"] == 0:  # the loss is averaged since the last point
             log["step"].append(step)
             log["norm"].append(norm2_after**0.5)
             log["effective_step"].append(lr * grad2**0.5 / norm2_before**0.5)
