@@ -95,6 +95,23 @@ def check_eps(eps: object) -> float:
     return value
 
 
+def check_ddof(ddof: object) -> int:
+    """``ddof`` (NumPy's delta degrees of freedom) must be an int >= 0, bools refused; returns it as an int."""
+    if isinstance(ddof, bool) or not isinstance(ddof, numbers.Integral):
+        raise TypeError(f"ddof must be an int (0: biased, 1: unbiased variance), got {ddof!r} "
+                        f"({type(ddof).__name__})")
+    if ddof < 0:
+        raise ValueError(f"ddof must be >= 0 (0: biased, 1: unbiased variance), got {ddof}")
+    return int(ddof)
+
+
+def check_choice(value: object, choices: tuple[str, ...], *, name: str) -> str:
+    """``value`` must be one of the strings in ``choices``; returns it."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
     """NumPy's broadcasting rule on plain shapes; ``None`` when the shapes do not broadcast."""
     ndim = max(len(s) for s in shapes)

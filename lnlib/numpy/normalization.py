@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_eps, check_reduction_size, normalize_axis, reduced_size
+from .._checks import check_ddof, check_eps, check_reduction_size, normalize_axis, reduced_size
 from ._arrays import as_float_array, as_param, compute_dtype, sum_to_shape
 
 
@@ -61,6 +61,7 @@ def moments(x: object, *, axis: int | tuple[int, ...] = -1, ddof: int = 0, keepd
     """
     x = as_float_array(x)
     axes = normalize_axis(axis, x.ndim)
+    ddof = check_ddof(ddof)
     check_reduction_size(x.shape, axes, minimum=ddof + 1, what="moments")
     xc = x.astype(compute_dtype(x.dtype), copy=False)
     mean = xc.mean(axis=axes, keepdims=True)
@@ -96,7 +97,7 @@ def normalize(x: object, gamma: object = None, beta: object = None, *, axis: int
     """
     x = as_float_array(x)
     axes = normalize_axis(axis, x.ndim)
-    eps = check_eps(eps)
+    eps, ddof = check_eps(eps), check_ddof(ddof)
     check_reduction_size(x.shape, axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
@@ -122,7 +123,7 @@ def normalize_backward(dy: object, x: object, gamma: object = None, beta: object
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x, {x.shape}; got {dy.shape}")
     axes = normalize_axis(axis, x.ndim)
-    eps = check_eps(eps)
+    eps, ddof = check_eps(eps), check_ddof(ddof)
     check_reduction_size(x.shape, axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")

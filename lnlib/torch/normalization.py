@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._checks import check_eps, check_reduction_size, normalize_axis, reduced_size
+from .._checks import check_ddof, check_eps, check_reduction_size, normalize_axis, reduced_size
 from ._tensors import as_float_tensor, as_param, compute_dtype, sum_to_shape
 
 
@@ -23,6 +23,7 @@ def moments(x: torch.Tensor, *, axis: int | tuple[int, ...] = -1, ddof: int = 0,
     """Mean and variance of ``x`` over ``axis``, by two passes (mean first, then the centred squares)."""
     x = as_float_tensor(x)
     axes = normalize_axis(axis, x.ndim)
+    ddof = check_ddof(ddof)
     check_reduction_size(tuple(x.shape), axes, minimum=ddof + 1, what="moments")
     xc = x.to(compute_dtype(x.dtype))
     mean = xc.mean(dim=axes, keepdim=True)
@@ -89,7 +90,7 @@ def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Te
     """
     x = as_float_tensor(x)
     axes = normalize_axis(axis, x.ndim)
-    eps = check_eps(eps)
+    eps, ddof = check_eps(eps), check_ddof(ddof)
     check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
@@ -106,7 +107,7 @@ def normalize_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | 
     if dy.shape != x.shape:
         raise ValueError(f"dy must have the shape of x, {tuple(x.shape)}; got {tuple(dy.shape)}")
     axes = normalize_axis(axis, x.ndim)
-    eps = check_eps(eps)
+    eps, ddof = check_eps(eps), check_ddof(ddof)
     check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
