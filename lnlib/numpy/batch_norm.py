@@ -18,7 +18,8 @@ other cases of its batch. That difference is what layer norm removes.
 
 Running statistics follow PyTorch: ``running = (1 - momentum) * running + momentum * batch_stat``, where
 the variance fed to the running estimate is the *unbiased* one (:math:`N/(N-1)` times the biased), and
-``momentum=None`` gives the cumulative average over all batches seen (population statistics).
+``momentum=None`` gives the cumulative average over all batches seen (population statistics), and
+``momentum=0`` freezes them (training mode then skips computing them).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class BatchNorm:
         return y
 
     def _update_running_stats(self, x: np.ndarray, axes: tuple[int, ...]) -> None:
+        if self.momentum == 0.0:  # frozen running statistics: nothing to compute
+            return
         mean, unbiased_var = moments(x, axis=axes, ddof=1, keepdims=False)
         self.num_batches_tracked += 1
         factor = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum

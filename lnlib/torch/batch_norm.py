@@ -92,6 +92,8 @@ class BatchNorm(nn.Module):
 
     @torch.no_grad()
     def _update_running_stats(self, x: torch.Tensor, axes: tuple[int, ...]) -> None:
+        if self.momentum == 0.0:  # frozen running statistics: nothing to compute
+            return
         mean, unbiased_var = moments(x.detach(), axis=axes, ddof=1, keepdims=False)
         self.num_batches_tracked += 1
         factor = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum

@@ -1,0 +1,450 @@
+r"""Figure 6 of the paper: permutation-invariant MNIST, batch norm vs layer norm vs none (chapter 9).
+
+The paper (§6.6) trains a 784-1000-1000-10 MLP with Adam on 55,000 MNIST cases, at mini-batch sizes 128
+and 4, with batch normalization "applied to all layers", layer normalization on the hidden layers only
+(not the logits), and no normalization (the baseline); at batch size 4 batch norm uses the unbiased
+variance. It plots training negative log-likelihood (log scale) and test error for 60 epochs, and claims
+that layer norm is robust to the batch size and converges faster than batch norm (claims H3, H4).
+
+What the paper leaves unstated, and what we chose (each recorded in the result file):
+
+* activation and learning rate: chosen by a validation sweep (``sweep`` runs: 3 epochs at batch size
+  128 for every variant, activation and learning rate); the pair with the lowest validation error
+  averaged over the three variants is used for every run, at both batch sizes;
+* Adam's other settings: PyTorch's defaults (betas 0.9/0.999, eps 1e-8), no weight decay, no dropout;
+* initialization: PyTorch's default for ``nn.Linear``; normalization gains 1, biases 0 (§6);
+* batch norm's test-time statistics: *population* statistics, recomputed after every epoch as the
+  average over the whole training set (batches of 1,000 in training mode, no gradient), not a running
+  average; the unbiased variance is used for normalizing at batch sizes below 16;
+* "training NLL": the mean NLL over the 55,000 training cases at the end of each epoch, in evaluation
+  mode (batch norm with population statistics).
+
+Runs are independent units (variant x batch size x learning rate x activation x epochs), each with a
+checkpoint after every epoch under ``_build/checkpoints/`` (or ``$LNLIB_CHECKPOINT_DIR``), so an
+interrupted run resumes where it stopped with bit-identical results (single thread, deterministic
+algorithms, a shuffling order that depends only on the seed and the epoch). ``python -m
+lnlib.experiments.fig6_mnist --profile cpu --worker 0 --workers 2`` runs every second unit in one
+process, so two cores train two networks at once; :func:`run` then only assembles the finished units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import results
+from .. import torch as lnt
+from ..data import mnist
+
+NAME = "fig6_mnist"
+VARIANTS = ("baseline", "batchnorm", "layernorm")
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {"hidden": 64, "train_cases": 2000, "eval_cases": 1000, "sweep_lrs": [1e-3],
+              "sweep_activations": ["relu"], "sweep_epochs": 1, "main_batch_sizes": {"128": 2, "4": 1},
+              "seeds": 1, "sweep_batch_sizes": [1, 4, 128], "batch_sweep_epochs": 1, "timing_steps": 20},
+    "cpu": {"hidden": 1000, "train_cases": 55_000, "eval_cases": 10_000, "sweep_lrs": [3e-4, 1e-3, 3e-3],
+            "sweep_activations": ["relu", "tanh"], "sweep_epochs": 3, "main_batch_sizes": {"128": 60, "4": 15},
+            "seeds": 1, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256], "batch_sweep_epochs": 2,
+            "timing_steps": 300},
+    "paper": {"hidden": 1000, "train_cases": 55_000, "eval_cases": 10_000, "sweep_lrs": [3e-4, 1e-3, 3e-3],
+              "sweep_activations": ["relu", "tanh"], "sweep_epochs": 3, "main_batch_sizes": {"128": 60, "4": 60},
+              "seeds": 3, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256], "batch_sweep_epochs": 10,
+              "timing_steps": 1000},
+}
+UNBIASED_BELOW = 16  # batch sizes below this normalize batch norm with the unbiased variance (paper: bs 4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model
+
+
+def make_mlp(variant: str, activation: str, hidden: int) -> nn.Sequential:
+    """784-hidden-hidden-10 with ``variant``'s normalization after every (BN) or every hidden (LN) Linear."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    sizes = [784, hidden, hidden, 10]
+    layers: list[nn.Module] = []
+    for i in range(3):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if variant == "batchnorm":
+            # running statistics are frozen while training: population_statistics() recomputes them
+            layers.append(lnt.BatchNorm(sizes[i + 1], momentum=0.0))
+        elif variant == "layernorm" and i < 2:
+            layers.append(lnt.LayerNorm(sizes[i + 1]))
+        if i < 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def set_batch_norm_ddof(model: nn.Module, batch_size: int) -> None:
+    for module in model.modules():
+        if isinstance(module, lnt.BatchNorm):
+            module.ddof = 1 if batch_size < UNBIASED_BELOW else 0
+
+
+@torch.no_grad()
+def population_statistics(model: nn.Module, images: torch.Tensor, batch: int = 1000) -> None:
+    """Replace every BatchNorm's running statistics by their average over ``images`` (population stats)."""
+    norms = [m for m in model.modules() if isinstance(m, lnt.BatchNorm)]
+    if not norms:
+        return
+    saved = [(m.momentum, m.ddof) for m in norms]  # momentum None: a cumulative average
+    for m in norms:
+        m.momentum, m.ddof = None, 0
+        m.running_mean.zero_()
+        m.running_var.fill_(1.0)
+        m.num_batches_tracked.zero_()
+    model.train()
+    for start in range(0, images.shape[0], batch):
+        model(images[start:start + batch])
+    for m, (momentum, ddof) in zip(norms, saved):
+        m.momentum, m.ddof = momentum, ddof
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 2000) -> tuple[float, float]:
+    """``(mean NLL, error rate)`` in evaluation mode."""
+    model.eval()
+    nll, wrong = 0.0, 0
+    for start in range(0, images.shape[0], batch):
+        logits = model(images[start:start + batch])
+        target = labels[start:start + batch]
+        nll += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+        wrong += int((logits.argmax(dim=1) != target).sum())
+    return nll / images.shape[0], wrong / images.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Runs: one network trained from scratch, checkpointed every epoch
+
+
+def run_key(spec: dict[str, Any]) -> str:
+    return (f"{spec['kind']}-{spec['variant']}-bs{spec['batch_size']}-{spec['activation']}-lr{spec['lr']:g}"
+            f"-e{spec['epochs']}-s{spec['seed']}")
+
+
+def run_seed(spec: dict[str, Any]) -> int:
+    """A seed derived from everything that defines the run (so runs are independent and reproducible)."""
+    return int(hashlib.sha256(run_key(spec).encode()).hexdigest()[:8], 16)
+
+
+def checkpoint_dir(profile: str, seed: int) -> Path:
+    base = os.environ.get("LNLIB_CHECKPOINT_DIR")
+    root = Path(base) if base else results.REPO_ROOT / "_build" / "checkpoints"
+    return root / f"{NAME}-{profile}-seed{seed}"
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: torch.device = torch.device("cpu"),
+              progress: bool = True) -> dict[str, Any]:
+    """Train one network (or resume it from its last checkpoint); returns the run's log."""
+    key = run_key(spec)
+    done = folder / f"{key}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(run_seed(spec))
+    model = make_mlp(spec["variant"], spec["activation"], spec["hidden"]).to(device)
+    set_batch_norm_ddof(model, spec["batch_size"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"], fused=True)
+    train_x, train_y, valid, test = _tensors(data, spec, device)
+    commit, modified = results.code_version()
+    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "epoch": [],
+                           "train_nll": [], "valid_error": [], "test_error": [], "test_nll": [], "train_seconds": [],
+                           "epoch_seconds": [], "diverged": False}
+    checkpoint = folder / f"{key}.pt"
+    start_epoch = 0
+    if checkpoint.exists():  # resume: model, optimizer and log of the last finished epoch
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        log, start_epoch = state["log"], state["epoch"]
+    bs, n = spec["batch_size"], train_x.shape[0]
+    steps = n // bs
+    for epoch in range(start_epoch, spec["epochs"]):
+        began = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(spec) + epoch))
+        batches = order[: steps * bs].view(steps, bs).to(device)
+        for idx in tqdm(batches, desc=f"{key} epoch {epoch + 1}", disable=not progress, leave=False,
+                        mininterval=2.0):
+            loss = nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        trained = time.perf_counter() - began
+        population_statistics(model, train_x)
+        train_nll, _ = evaluate(model, train_x, train_y)
+        _, valid_error = evaluate(model, *valid)
+        test_nll, test_error = evaluate(model, *test)
+        log["epoch"].append(epoch + 1)
+        log["train_nll"].append(train_nll)
+        log["valid_error"].append(valid_error)
+        log["test_error"].append(test_error)
+        log["test_nll"].append(test_nll)
+        log["train_seconds"].append(trained)
+        log["epoch_seconds"].append(time.perf_counter() - began)
+        if not np.isfinite(train_nll):
+            log["diverged"] = True
+            break
+        _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                      "log": log, "epoch": epoch + 1})
+    if spec.get("online_check"):
+        log["online"] = online_inference(model, test)
+    results.write_json_atomic(done, _jsonable(log))
+    checkpoint.unlink(missing_ok=True)
+    return json.loads(done.read_text())
+
+
+def _tensors(data: mnist.MNIST, spec: dict[str, Any], device: torch.device):
+    """The profile's slices of MNIST as tensors on ``device``, loaded once (no per-step host work)."""
+    cases, evals = spec["train_cases"], spec["eval_cases"]
+
+    def put(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device)
+
+    valid = (put(data.valid.images[:evals]), put(data.valid.labels[:evals]))
+    test = (put(data.test.images[:evals]), put(data.test.labels[:evals]))
+    return put(data.train.images[:cases]), put(data.train.labels[:cases]), valid, test
+
+
+@torch.no_grad()
+def online_inference(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor], cases: int = 1000) -> dict[str, Any]:
+    """Evaluate ``cases`` test images one at a time (batch size 1) and in one batch, in evaluation mode;
+    for models with batch norm, also try training mode (batch statistics) at batch size 1."""
+    model.eval()
+    images = test[0][:cases]
+    batched = model(images)
+    single = torch.cat([model(images[i:i + 1]) for i in range(images.shape[0])])
+    out = {"cases": int(images.shape[0]), "max_logit_difference": float((single - batched).abs().max()),
+           "same_predictions": bool((single.argmax(1) == batched.argmax(1)).all())}
+    if any(isinstance(m, lnt.BatchNorm) for m in model.modules()):
+        model.train()
+        try:
+            model(images[:1])
+            out["train_mode_batch_of_one"] = "ran"
+        except ValueError as err:
+            out["train_mode_batch_of_one"] = f"ValueError: {err}"
+        model.eval()
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan: every run of a profile, in the order they depend on each other
+
+
+def sweep_specs(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    return [_spec("sweep", v, 128, a, lr, params["sweep_epochs"], seed, params)
+            for v in VARIANTS for a in params["sweep_activations"] for lr in params["sweep_lrs"]]
+
+
+def choose(sweep: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """The (activation, learning rate) with the lowest validation error averaged over the variants."""
+    scores = {}
+    for a in params["sweep_activations"]:
+        for lr in params["sweep_lrs"]:
+            errors = [r["valid_error"][-1] if r["valid_error"] and not r["diverged"] else 1.0
+                      for r in sweep if r["spec"]["activation"] == a and r["spec"]["lr"] == lr]
+            scores[(a, lr)] = float(np.mean(errors))
+    (activation, lr), score = min(scores.items(), key=lambda item: (item[1], item[0][1]))
+    return {"activation": activation, "lr": lr, "mean_valid_error": score,
+            "table": [{"activation": a, "lr": l, "mean_valid_error": s} for (a, l), s in scores.items()]}
+
+
+def main_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    specs = []
+    for s in range(params["seeds"]):
+        for bs, epochs in params["main_batch_sizes"].items():
+            for v in VARIANTS:
+                spec = _spec("main", v, int(bs), chosen["activation"], chosen["lr"], epochs, seed + s, params)
+                spec["online_check"] = v != "baseline" and s == 0
+                specs.append(spec)
+    return specs
+
+
+def batch_sweep_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_spec("bsweep", v, bs, chosen["activation"], chosen["lr"], params["batch_sweep_epochs"], seed, params)
+            for v in ("batchnorm", "layernorm") for bs in params["sweep_batch_sizes"]
+            if not (v == "batchnorm" and bs == 1)]  # batch norm cannot train on one case per batch
+
+
+def _spec(kind: str, variant: str, batch_size: int, activation: str, lr: float, epochs: int, seed: int,
+          params: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": kind, "variant": variant, "batch_size": batch_size, "activation": activation, "lr": lr,
+            "epochs": epochs, "seed": seed, "hidden": params["hidden"], "train_cases": params["train_cases"],
+            "eval_cases": params["eval_cases"]}
+
+
+def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str, Any]]]:
+    """Stages of runs; a stage can start when the previous one is finished (the sweep decides the rest)."""
+    sweep = sweep_specs(params, seed)
+    stages = [sweep]
+    if all((folder / f"{run_key(s)}.json").exists() for s in sweep):
+        chosen = choose([json.loads((folder / f"{run_key(s)}.json").read_text()) for s in sweep], params)
+        stages.append(main_specs(params, seed, chosen) + batch_sweep_specs(params, seed, chosen))
+    return stages
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Timing: the batch-size-4 epoch, before and after the speed work
+
+
+def time_steps(variant: str, batch_size: int, mode: str, steps: int, data: mnist.MNIST) -> float:
+    """Seconds per training step of the full-size MLP, ``mode`` "naive" or "fast" (see the chapter)."""
+    torch.manual_seed(0)
+    model = make_mlp(variant, "relu", 1000)
+    set_batch_norm_ddof(model, batch_size)
+    rng = np.random.default_rng(0)
+    if mode == "naive":  # a textbook loop: host-side batching, default threads, per-step .item()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False)
+        threads = torch.get_num_threads()
+    else:  # preloaded tensors, device-side indexing, fused Adam, one thread, no per-step synchronization
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        threads = 1
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        images, labels = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
+        order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+        total = torch.zeros(())
+        start = 0.0
+        for step in range(steps + 10):
+            if step == 10:  # ten warm-up steps are not timed
+                start = time.perf_counter()
+            if mode == "naive":
+                idx = rng.integers(0, images.shape[0], batch_size)
+                x, y = torch.tensor(data.train.images[idx]), torch.tensor(data.train.labels[idx])
+            else:
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                x, y = images[idx], labels[idx]
+            loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total = total + (loss.item() if mode == "naive" else loss.detach())
+        return (time.perf_counter() - start) / steps
+    finally:
+        torch.set_num_threads(previous)
+
+
+def timing(params: dict[str, Any], data: mnist.MNIST) -> dict[str, Any]:
+    out = {}
+    for bs in (4, 128):
+        for variant in VARIANTS:
+            for mode in ("naive", "fast"):
+                seconds = time_steps(variant, bs, mode, params["timing_steps"], data)
+                out[f"{variant}-bs{bs}-{mode}"] = {"seconds_per_step": seconds,
+                                                   "seconds_per_epoch": seconds * (55_000 // bs)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+    """Train every run of the profile that is not finished yet, then assemble the result.
+
+    Runs finished earlier (by this function or by ``python -m lnlib.experiments.fig6_mnist`` workers) are
+    read from their files, so calling this after the workers only assembles and times.
+    """
+    profile = next(name for name, p in PROFILES.items() if p == params)
+    folder = checkpoint_dir(profile, seed)
+    dev = _prepare_device(device)
+    data = mnist.load()
+    began = time.perf_counter()
+    while True:
+        stages = plan(params, seed, folder)
+        for spec in stages[-1]:
+            train_run(spec, data, folder, device=dev, progress=progress)
+        if len(stages) == 2:
+            break
+    logs = {run_key(s): json.loads((folder / f"{run_key(s)}.json").read_text())
+            for stage in plan(params, seed, folder) for s in stage}
+    chosen = choose([logs[run_key(s)] for s in sweep_specs(params, seed)], params)
+    return {"chosen": chosen, "runs": logs, "timing": timing(params, data),
+            "assembly_seconds": time.perf_counter() - began,
+            "training_seconds": float(sum(sum(r["epoch_seconds"]) for r in logs.values()))}
+
+
+def assign(specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
+    """Split runs between workers, longest first, each to the least loaded worker (the same on every worker)."""
+    def cost(spec: dict[str, Any]) -> float:  # estimated seconds on one core: per step 6 ms + 0.14 ms per case,
+        steps = spec["train_cases"] // spec["batch_size"]  # plus about 4 s of evaluation per epoch
+        return spec["epochs"] * (steps * (0.006 + 0.00014 * spec["batch_size"]) + 4.0)
+
+    shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for spec in sorted(specs, key=lambda s: (-cost(s), run_key(s))):
+        least = loads.index(min(loads))
+        shares[least].append(spec)
+        loads[least] += cost(spec)
+    return shares
+
+
+def _prepare_device(device: str) -> torch.device:
+    """One thread per process on the CPU (the runs are small; two workers use two cores); deterministic CUDA."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.set_num_threads(1)
+    return dev
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train this worker's share of the Figure 6 runs of a profile.")
+    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--worker", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not 0 <= args.worker < args.workers:
+        raise SystemExit(f"--worker must be in [0, {args.workers - 1}], got {args.worker}")
+    params = PROFILES[args.profile]
+    folder = checkpoint_dir(args.profile, args.seed)
+    dev = _prepare_device(args.device)
+    data = mnist.load()
+    while True:  # the sweep stage must finish (on every worker) before the main stage can be planned
+        stages = plan(params, args.seed, folder)
+        for spec in assign(stages[-1], args.workers)[args.worker]:
+            train_run(spec, data, folder, device=dev)
+        if len(stages) == 2:
+            break
+        while len(plan(params, args.seed, folder)) == 1:
+            time.sleep(10)
+    print(f"worker {args.worker} of {args.workers}: my runs of profile {args.profile} are finished")
+
+
+if __name__ == "__main__":
+    main()
