@@ -13,7 +13,8 @@ CHAPTERS := $(sort $(wildcard chapters/[0-9]*.ipynb))
 PROFILE ?= cpu
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
 
-.PHONY: help book test notebooks reproduce clean distclean venv unit smoke nbval html
+.PHONY: help book test notebooks reproduce clean distclean venv unit smoke nbval html colab-cells \
+	browser-deps rendered
 
 help:
 	@echo "make book       build the book (executes chapters, writes _build/html/index.html)"
@@ -32,7 +33,10 @@ $(STAMP): requirements-lock.txt pyproject.toml
 
 venv: $(STAMP)
 
-notebooks: $(STAMP)
+colab-cells: $(STAMP)
+	$(PY) -m lnlib._book colab-cells $(CHAPTERS)
+
+notebooks: colab-cells
 	$(PY) -m lnlib._book execute $(CHAPTERS)
 
 html: $(STAMP)
@@ -42,18 +46,32 @@ book: notebooks html
 	@echo "The book is in _build/html/index.html"
 
 unit: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not browser" tests
 
 # Every chapter at the smoke profile, recomputing; results go to _build so data/results stays as committed.
 smoke: $(STAMP)
 	rm -rf _build/smoke
-	LNLIB_RESULTS_DIR=_build/smoke/results $(PY) -m lnlib._book run --out _build/smoke \
+	LNLIB_RESULTS_DIR=_build/smoke/results LNLIB_CHECKPOINT_DIR=_build/smoke/checkpoints \
+		$(PY) -m lnlib._book run --out _build/smoke \
 		-p profile smoke -p recompute True $(CHAPTERS)
 
 nbval: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider $(NBVAL_FLAGS) $(CHAPTERS)
 
-test: unit smoke nbval html
+# Headless Chromium for the rendered-book checks: installed from Debian where we may (root, apt-get);
+# elsewhere the checks skip with a message.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| echo "could not install chromium; the rendered-book checks will skip"; \
+	else echo "chromium not installed and no root apt-get; the rendered-book checks will skip"; fi
+
+# The built book opened in Chromium with no network: equations typeset, images and links resolve.
+rendered: browser-deps
+	$(PY) -m pytest -q -p no:cacheprovider -m browser tests/test_rendered_book.py
+
+test: unit smoke nbval html rendered
 	@echo "make test: all checks passed"
 
 reproduce: $(STAMP)

@@ -7,6 +7,9 @@
 ``python -m lnlib._book run --out DIR -p profile smoke -p recompute True chapters/*.ipynb``
     Run each chapter with the given parameters into ``DIR`` (the committed chapters are untouched),
     printing the wall time of each.
+``python -m lnlib._book colab-cells chapters/*.ipynb``
+    Write (or update) the hidden first cell of every chapter that, on Google Colab only, clones the
+    repository named in ``_config.yml`` and installs lnlib from it; locally it does nothing.
 
 Chapters run one after the other (torch notebooks side by side on 2 cores only slow each other down).
 """
@@ -21,6 +24,53 @@ from pathlib import Path
 from typing import Any
 
 _VOLATILE_CELL_KEYS = ("papermill", "execution")
+COLAB_TAGS = ["colab-setup", "remove-cell"]
+COLAB_TEMPLATE = """\
+# Colab only: fetch the book (code and data) and install lnlib; elsewhere this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    if not os.path.isdir("/content/lnbook"):
+        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}",
+                        "{url}", "/content/lnbook"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "-e", "/content/lnbook"], check=True)
+    sys.path.insert(0, "/content/lnbook")
+    os.chdir("/content/lnbook/chapters")"""
+
+
+def repository(config: Path) -> tuple[str, str]:
+    """``(url, branch)`` of the ``repository`` setting in ``_config.yml``."""
+    import yaml
+
+    repo = yaml.safe_load(config.read_text(encoding="utf-8")).get("repository", {})
+    if not repo.get("url"):
+        raise ValueError(f"{config}: repository.url is not set; the Colab cells need it")
+    return repo["url"], repo.get("branch", "main")
+
+
+def colab_cell_source(config: Path) -> str:
+    url, branch = repository(config)
+    return COLAB_TEMPLATE.format(url=url, branch=branch)
+
+
+def write_colab_cell(path: Path, source: str) -> bool:
+    """Insert or update the Colab cell at the top of a notebook; returns whether the file changed."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = nb["cells"]
+    cell = {"cell_type": "code", "execution_count": None, "id": "colab-setup",
+            "metadata": {"tags": list(COLAB_TAGS)}, "outputs": [], "source": source.splitlines(keepends=True)}
+    if cells and "colab-setup" in cells[0].get("metadata", {}).get("tags", []):
+        if "".join(cells[0]["source"]) == source:
+            return False
+        cells[0] = cell
+    else:
+        cells.insert(0, cell)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return True
 
 
 def strip_volatile_metadata(path: Path) -> None:
@@ -68,7 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     rn.add_argument("--out", type=Path, required=True)
     rn.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     rn.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    cc = sub.add_parser("colab-cells", help="write the Colab setup cell into chapters")
+    cc.add_argument("notebooks", nargs="+", type=Path)
+    cc.add_argument("--config", type=Path, default=Path("_config.yml"))
     args = parser.parse_args(argv)
+
+    if args.command == "colab-cells":
+        source = colab_cell_source(args.config)
+        for notebook in args.notebooks:
+            changed = write_colab_cell(notebook, source)
+            print(f"{notebook}: {'updated' if changed else 'up to date'}")
+        return 0
 
     for notebook in args.notebooks:
         if args.command == "execute":

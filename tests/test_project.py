@@ -133,3 +133,14 @@ def test_nbval_fails_when_a_stored_number_is_altered(tmp_path):
     summary = proc.stdout.strip().splitlines()[-1]
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert re.search(r"\b1 failed\b", summary) and "passed" in summary, summary
+
+
+def test_citation_cff_validates_against_the_cff_1_2_0_schema():
+    import jsonschema
+
+    schema = json.loads((ROOT / "tests" / "schemas" / "cff-1.2.0.schema.json").read_text())
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(citation)]
+    assert not errors, errors
+    assert citation["cff-version"] == "1.2.0"
+    assert any(ref.get("title") == "Layer Normalization" for ref in citation["references"])

@@ -162,6 +162,8 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
     if done.exists():
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in (*folder.glob(f".{key}.json.*.tmp"), *folder.glob(f"{key}.pt.tmp")):
+        stale.unlink()  # left by a process killed while writing; the complete files are intact
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(run_seed(spec))
     model = make_mlp(spec["variant"], spec["activation"], spec["hidden"]).to(device)
@@ -313,6 +315,30 @@ def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str,
         chosen = choose([json.loads((folder / f"{run_key(s)}.json").read_text()) for s in sweep], params)
         stages.append(main_specs(params, seed, chosen) + batch_sweep_specs(params, seed, chosen))
     return stages
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading a result: small helpers the chapter uses
+
+
+def select(data: dict[str, Any], *, kind: str, variant: str, batch_size: int) -> list[dict[str, Any]]:
+    """The logs of every seed of one (kind, variant, batch size), in seed order."""
+    logs = [log for log in data["runs"].values() if log["spec"]["kind"] == kind
+            and log["spec"]["variant"] == variant and log["spec"]["batch_size"] == batch_size]
+    return sorted(logs, key=lambda log: log["spec"]["seed"])
+
+
+def epochs_to_reach(log: dict[str, Any], key: str, threshold: float) -> int | None:
+    """The first epoch at which ``log[key]`` is at most ``threshold`` (``None`` if it never is)."""
+    for epoch, value in zip(log["epoch"], log[key]):
+        if value is not None and value <= threshold:
+            return epoch
+    return None
+
+
+def at_epoch(log: dict[str, Any], key: str, epoch: int) -> float | None:
+    """``log[key]`` at ``epoch`` (1-based), ``None`` if the run did not get that far."""
+    return log[key][epoch - 1] if epoch <= len(log[key]) else None
 
 
 # ---------------------------------------------------------------------------------------------------------

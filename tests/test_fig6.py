@@ -1,0 +1,110 @@
+"""The Figure 6 experiment: model structure, population statistics, planning, and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import lnlib.torch as lnt
+from lnlib.experiments import fig6_mnist as fig6
+
+VOLATILE = ("train_seconds", "epoch_seconds")  # wall times differ between any two runs
+
+
+def test_models_normalize_where_the_paper_says():
+    kinds = {v: [type(m).__name__ for m in fig6.make_mlp(v, "relu", 32)] for v in fig6.VARIANTS}
+    assert kinds["baseline"] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert kinds["batchnorm"].count("BatchNorm") == 3 and kinds["batchnorm"][-1] == "BatchNorm"  # all layers
+    assert kinds["layernorm"].count("LayerNorm") == 2 and kinds["layernorm"][-1] == "Linear"  # not the logits
+    with pytest.raises(ValueError, match="variant must be one of"):
+        fig6.make_mlp("groupnorm", "relu", 8)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fig6.make_mlp("baseline", "gelu", 8)
+
+
+def test_small_batches_use_the_unbiased_variance():
+    model = fig6.make_mlp("batchnorm", "relu", 8)
+    fig6.set_batch_norm_ddof(model, 4)
+    assert {m.ddof for m in model.modules() if isinstance(m, lnt.BatchNorm)} == {1}
+    fig6.set_batch_norm_ddof(model, 128)
+    assert {m.ddof for m in model.modules() if isinstance(m, lnt.BatchNorm)} == {0}
+
+
+def test_population_statistics_are_averages_over_the_data():
+    torch.manual_seed(0)
+    model = fig6.make_mlp("batchnorm", "relu", 8)
+    images = torch.rand(3000, 784)
+    fig6.population_statistics(model, images, batch=1000)
+    first = model[1]
+    with torch.no_grad():
+        summed = model[0](images)
+    torch.testing.assert_close(first.running_mean, summed.mean(0), rtol=1e-5, atol=1e-6)
+    # the average of the three batch variances (unbiased), as Ioffe & Szegedy's inference statistics
+    batch_vars = torch.stack([summed[i:i + 1000].var(0, correction=1) for i in range(0, 3000, 1000)])
+    torch.testing.assert_close(first.running_var, batch_vars.mean(0), rtol=1e-5, atol=1e-6)
+    assert first.momentum == 0.0  # restored: training keeps the statistics frozen
+
+
+def test_plan_assigns_every_run_exactly_once():
+    params = fig6.PROFILES["cpu"]
+    specs = fig6.main_specs(params, 0, {"activation": "relu", "lr": 1e-3})
+    specs += fig6.batch_sweep_specs(params, 0, {"activation": "relu", "lr": 1e-3})
+    shares = fig6.assign(specs, 2)
+    keys = sorted(fig6.run_key(s) for share in shares for s in share)
+    assert keys == sorted(fig6.run_key(s) for s in specs) and len(set(keys)) == len(keys)
+    assert not any(s["variant"] == "batchnorm" and s["batch_size"] == 1 for s in specs)
+
+
+def test_choice_takes_the_lowest_mean_validation_error():
+    params = {"sweep_activations": ["relu", "tanh"], "sweep_lrs": [1e-3, 3e-3]}
+
+    def log(a, lr, err):
+        return {"spec": {"activation": a, "lr": lr}, "valid_error": [0.5, err], "diverged": False}
+
+    sweep = [log("relu", 1e-3, 0.03), log("relu", 3e-3, 0.02), log("tanh", 1e-3, 0.025), log("tanh", 3e-3, 0.04)]
+    assert fig6.choose(sweep, params)["activation"] == "relu" and fig6.choose(sweep, params)["lr"] == 3e-3
+
+
+def _cli(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "LNLIB_CHECKPOINT_DIR": str(folder)}
+    return subprocess.Popen([sys.executable, "-m", "lnlib.experiments.fig6_mnist", "--profile", "smoke"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _logs(folder: Path) -> dict[str, dict]:
+    logs = {}
+    for path in sorted((folder / "fig6_mnist-smoke-seed0").glob("*.json")):
+        log = json.loads(path.read_text())
+        for key in VOLATILE + ("git_commit", "code_modified"):
+            log.pop(key, None)
+        logs[path.name] = log
+    return logs
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_training_resumes_and_ends_identical(tmp_path):
+    """SIGKILL the smoke profile once a checkpoint exists, restart it, and compare with an uninterrupted run."""
+    reference = _cli(tmp_path / "uninterrupted")
+    assert reference.wait(timeout=600) == 0
+
+    killed = _cli(tmp_path / "interrupted")
+    folder = tmp_path / "interrupted" / "fig6_mnist-smoke-seed0"
+    deadline = time.monotonic() + 600
+    while not list(folder.glob("main-*-e2-*.pt")):  # a two-epoch run has saved its first epoch
+        assert killed.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert list(folder.glob("*.pt")), "the kill left no checkpoint to resume from"
+    resumed = _cli(tmp_path / "interrupted")
+    assert resumed.wait(timeout=600) == 0
+    assert not list(folder.glob("*.pt")) and not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
+    assert _logs(tmp_path / "interrupted") == _logs(tmp_path / "uninterrupted")

@@ -1,0 +1,136 @@
+"""The built book, opened in headless Chromium with every host name unresolvable (no network, no CDN).
+
+For every page of ``_build/html``: every equation is typeset by the MathJax the build ships (no TeX
+errors), every image exists, every internal link (and its #anchor) resolves; a screenshot of each page
+is saved under ``_build/screenshots/``. Run by ``make test`` after the book is built (marker ``browser``);
+skipped with a message where Chromium or the built book is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+SKIP_PAGES = {"search.html", "genindex.html"}
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # no host name resolves: the page gets no network at all
+    "--virtual-time-budget=15000", "--window-size=1280,2000",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _pages() -> list[Path]:
+    if not (HTML / "index.html").exists():
+        return []
+    return sorted(p for p in HTML.rglob("*.html") if p.name not in SKIP_PAGES and "_static" not in p.parts)
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if attr.get("id"):
+            self.ids.add(attr["id"])
+        if tag == "a" and attr.get("href"):
+            self.links.append(attr["href"])
+        if tag == "img" and attr.get("src"):
+            self.images.append(attr["src"])
+
+
+def _parse(path: Path) -> _Collect:
+    parser = _Collect()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def _render(browser: str, page: Path, *args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+                              capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    found = _chromium()
+    if found is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium chromium-driver); "
+                    "the rendered-book checks need it")
+    if not _pages():
+        pytest.skip(f"no built book in {HTML}; run `make html` first")
+    return found
+
+
+def test_every_page_renders_its_equations_offline(browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for page in _pages():
+        source = page.read_text(encoding="utf-8")
+        expected = len(re.findall(r'class="math[ "]', source))
+        dom = _render(browser, page, "--dump-dom").stdout
+        rendered = dom.count("<mjx-container")
+        if rendered < expected:
+            failures.append(f"{page.relative_to(HTML)}: {rendered} of {expected} equations typeset")
+        if "<mjx-merror" in dom:
+            failures.append(f"{page.relative_to(HTML)}: MathJax reports a TeX error")
+        shot = SHOTS / (str(page.relative_to(HTML)).replace("/", "__").removesuffix(".html") + ".png")
+        _render(browser, page, f"--screenshot={shot}")
+        if not shot.exists() or shot.stat().st_size < 10_000:
+            failures.append(f"{page.relative_to(HTML)}: no screenshot")
+    assert not failures, "\n".join(failures)
+
+
+def test_images_and_internal_links_resolve(browser):
+    failures = []
+    for page in _pages():
+        parsed = _parse(page)
+        for src in parsed.images:
+            if urlsplit(src).scheme in ("http", "https", "data"):
+                continue
+            if not (page.parent / unquote(urlsplit(src).path)).exists():
+                failures.append(f"{page.relative_to(HTML)}: missing image {src}")
+        for href in parsed.links:
+            parts = urlsplit(href)
+            if parts.scheme or href.startswith("mailto:"):
+                continue
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                failures.append(f"{page.relative_to(HTML)}: broken link {href}")
+            elif parts.fragment and target.suffix == ".html" and parts.fragment not in _parse(target).ids:
+                failures.append(f"{page.relative_to(HTML)}: broken anchor {href}")
+    assert not failures, "\n".join(failures)
+
+
+def test_pages_need_no_cdn_to_read():
+    """No script or stylesheet of the built pages is fetched from another host (MathJax included)."""
+    if not _pages():
+        pytest.skip(f"no built book in {HTML}; run `make html` first")
+    external = set()
+    for page in _pages():
+        for match in re.finditer(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page.read_text("utf-8")):
+            external.add(match.group(1))
+    allowed = {u for u in external if "launch" in u or "binder" in u or "colab" in u}
+    assert external - allowed == set(), f"pages load resources from other hosts: {sorted(external - allowed)}"
