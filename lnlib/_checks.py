@@ -30,6 +30,9 @@ def normalize_axis(axis: object, ndim: int, *, name: str = "axis") -> tuple[int,
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     if len(axes) == 0:
         raise ValueError(f"{name} must name at least one axis, got an empty {type(axis).__name__}")
+    if ndim == 0:
+        raise ValueError(f"{name}={axis!r} cannot apply to a 0-dimensional input (a scalar); expected an input "
+                         f"with at least one axis to take statistics over")
     normalized = []
     for a in axes:
         if isinstance(a, bool) or not isinstance(a, numbers.Integral):

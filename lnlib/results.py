@@ -156,6 +156,20 @@ def validate(record: object, *, source: str) -> dict[str, Any]:
     return record
 
 
+#: Keys whose values are wall-clock measurements or timestamps: they differ between two identical runs.
+VOLATILE_KEYS = frozenset({"wall_time_s", "created_utc", "train_seconds", "epoch_seconds", "assembly_seconds",
+                           "training_seconds", "timing", "git_commit", "code_modified"})
+
+
+def without_volatile(obj: Any) -> Any:
+    """``obj`` with every :data:`VOLATILE_KEYS` entry removed, at any depth (for comparing two runs)."""
+    if isinstance(obj, dict):
+        return {k: without_volatile(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [without_volatile(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: Path, obj: object) -> Path:
     """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace`` (all or nothing)."""
     path = Path(path)

@@ -32,7 +32,7 @@ def _to_numpy(value: Any) -> Any:
 
 
 NUMPY = Backend("numpy", lnp, lambda a: None if a is None else np.asarray(a), _to_numpy)
-TORCH = Backend("torch", lnt, lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)), _to_numpy)
+TORCH = Backend("torch", lnt, lambda a: None if a is None else torch.from_numpy(np.array(a, order="C")), _to_numpy)
 BACKENDS = [NUMPY, TORCH]
 
 

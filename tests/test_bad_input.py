@@ -98,3 +98,52 @@ def test_cuda_requested_without_cuda():
     with pytest.raises(ValueError, match="device must be"):
         lnt.resolve_device("gpu")
     assert lnt.resolve_device("auto").type == "cpu"
+
+
+# Inputs that are not errors: each has a documented result (see lnlib/numpy/normalization.py).
+def test_inf_makes_its_own_slice_nan(backend, rng):
+    x = rng.normal(size=(3, 5))
+    x[0, 1] = np.inf
+    with np.errstate(invalid="ignore"):  # inf - inf: NumPy warns, the slice is NaN as documented
+        y = backend.to_numpy(backend.lib.layer_norm(backend.asarray(x)))
+    assert np.isnan(y[0]).all() and np.isfinite(y[1:]).all()
+
+
+def test_zero_variance_with_eps_zero_is_nan_not_an_exception(backend):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = backend.to_numpy(backend.lib.layer_norm(backend.asarray(np.full((2, 4), 3.0)), eps=0.0))
+    assert np.isnan(y).all()
+
+
+def test_float16_is_computed_in_float32_and_does_not_overflow(backend):
+    x = np.array([[-60000.0, 60000.0, 0.0, 30000.0]], dtype=np.float16)  # x**2 overflows float16
+    y = backend.to_numpy(backend.lib.layer_norm(backend.asarray(x)))
+    assert y.dtype == np.float16 and np.isfinite(y).all()
+    np.testing.assert_allclose(y.astype(np.float64), lnp.layer_norm(x.astype(np.float64)), atol=2e-3)
+
+
+def test_non_contiguous_input_gives_the_contiguous_result(backend, rng):
+    base = rng.normal(size=(6, 8))
+    t = torch.from_numpy(base)
+    views = {"strided": (base[:, ::2], t[:, ::2]), "transposed": (base.T, t.T), "reversed": (base[::-1], t.flip(0))}
+    for name, (array_view, tensor_view) in views.items():
+        x = array_view if backend.name == "numpy" else tensor_view
+        expected = lnp.layer_norm(np.ascontiguousarray(array_view))
+        np.testing.assert_allclose(backend.to_numpy(backend.lib.layer_norm(x)), expected, rtol=0, atol=1e-14,
+                                   err_msg=name)
+
+
+def test_zero_dimensional_input_is_refused(backend):
+    with pytest.raises(ValueError, match=r"axis=-1 cannot apply to a 0-dimensional input"):
+        backend.lib.layer_norm(backend.asarray(np.array(3.0)))
+
+
+def test_complex_gamma_is_refused(backend):
+    with pytest.raises(TypeError, match="gamma must have a real floating dtype"):
+        backend.lib.layer_norm(backend.asarray(np.ones((2, 3))), backend.asarray(np.ones(3, dtype=complex)))
+
+
+def test_bad_ddof_is_refused(backend):
+    for bad, error in ((-1, ValueError), (True, TypeError), (0.5, TypeError)):
+        with pytest.raises(error, match="ddof"):
+            backend.lib.batch_norm(backend.asarray(np.ones((4, 3))), ddof=bad)

@@ -13,6 +13,8 @@ the experiment, records provenance and writes the result file atomically.
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from types import ModuleType
 from typing import Any
@@ -35,6 +37,7 @@ def run(module: ModuleType, *, profile: str, seed: int = 0, device: str = "auto"
     """Run ``module`` at ``profile`` and return the full record (saved atomically unless ``save=False``)."""
     params = check_profile(module, profile)
     device_name = _resolve_device_name(device)
+    deterministic(seed)
     start = time.perf_counter()
     data = module.run(params, seed=seed, device=device_name, progress=progress)
     wall = time.perf_counter() - start
@@ -58,6 +61,23 @@ def load_or_run(module: ModuleType, *, profile: str, recompute: bool, seed: int 
             f"run the chapter with recompute=True (e.g. `make reproduce PROFILE={profile}`) to create it"
         )
     return results.load(path)
+
+
+def deterministic(seed: int) -> None:
+    """Seed every global generator and make torch choose deterministic kernels (CPU and CUDA).
+
+    Experiments draw their random numbers from explicit generators seeded from ``seed``; seeding the
+    global ones too guards against any library call that uses them. On CUDA, deterministic cuBLAS needs
+    ``CUBLAS_WORKSPACE_CONFIG`` set before the first matrix product.
+    """
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
 
 
 def _resolve_device_name(device: str) -> str:

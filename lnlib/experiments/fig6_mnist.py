@@ -177,7 +177,7 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
     checkpoint = folder / f"{key}.pt"
     start_epoch = 0
     if checkpoint.exists():  # resume: model, optimizer and log of the last finished epoch
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=True)  # tensors and plain data only
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log, start_epoch = state["log"], state["epoch"]
