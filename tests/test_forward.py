@@ -157,3 +157,41 @@ def test_nan_stays_in_its_own_slice(backend, rng):
     x[1, 2] = np.nan
     y = backend.to_numpy(backend.lib.layer_norm(backend.asarray(x)))
     assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (3, 1000), (5000, 64), (2, 3, 257)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_blocked_kernels_agree_with_the_general_path(rng, shape, dtype):
+    from lnlib.numpy import rowwise
+    from lnlib.numpy.normalization import gradients, standardize
+
+    x = rng.normal(3.0, 2.0, size=shape).astype(dtype)
+    gamma, beta = rng.normal(size=shape[-1]).astype(dtype), rng.normal(size=shape[-1]).astype(dtype)
+    dy = rng.normal(size=shape).astype(dtype)
+    axes = (len(shape) - 1,)
+    assert rowwise.applies(x, axes, gamma, beta, 0)
+    x_hat, rstd = standardize(x, axes, 1e-5)
+    tol = 1e-12 if dtype == "float64" else 5e-5
+    np.testing.assert_allclose(rowwise.forward(x, gamma, beta, 1e-5), x_hat * gamma + beta, rtol=0, atol=tol)
+    dx, dgamma, dbeta = rowwise.backward(dy, x, gamma, 1e-5)
+    ref = gradients(dy, x_hat, rstd, gamma, beta.shape, axes)
+    for got, want in zip((dx, dgamma, dbeta), ref):
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * max(1.0, np.abs(want).max()))
+
+
+def test_out_receives_the_result_and_in_place_works(rng):
+    x = rng.normal(size=(4, 9))
+    expected = lnp.layer_norm(x)
+    out = np.empty_like(x)
+    assert lnp.layer_norm(x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    y = x.copy()
+    lnp.layer_norm(y, out=y)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="out must have x's shape"):
+        lnp.layer_norm(x, out=np.empty((4, 8)))
+    with pytest.raises(TypeError, match="out must be a NumPy array"):
+        lnp.layer_norm(x, out=[0.0])
+    out_general = np.empty_like(x)  # statistics over axis 0 take the general path, which honours out too
+    assert lnp.layer_norm(x, axis=0, out=out_general) is out_general
+    np.testing.assert_array_equal(out_general, lnp.layer_norm(x, axis=0))

@@ -31,14 +31,15 @@ Axis = int | tuple[int, ...]
 
 
 def layer_norm(x: object, gamma: object = None, beta: object = None, *, axis: Axis = -1,
-               eps: float = 1e-5) -> np.ndarray:
+               eps: float = 1e-5, out: np.ndarray | None = None) -> np.ndarray:
     """Layer-normalize ``x`` over ``axis``: ``gamma * (x - mean) / sqrt(var + eps) + beta``.
 
     The variance is biased (divides by the number of values, as eq. 3). Each slice over ``axis`` is one
     training case's statistics, so the output for one example never depends on the other examples.
-    ``axis`` may have size 1 (the output is then ``beta``: every value equals its mean).
+    ``axis`` may have size 1 (the output is then ``beta``: every value equals its mean). ``out`` (NumPy
+    only) receives the result; ``out=x`` normalizes in place.
     """
-    return normalize(x, gamma, beta, axis=axis, eps=eps, what="layer_norm")
+    return normalize(x, gamma, beta, axis=axis, eps=eps, what="layer_norm", out=out)
 
 
 def layer_norm_backward(dy: object, x: object, gamma: object = None, beta: object = None, *, axis: Axis = -1,

@@ -51,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_ddof, check_eps, check_reduction_size, normalize_axis, reduced_size
+from . import rowwise
 from ._arrays import as_float_array, as_param, compute_dtype, sum_to_shape
 
 
@@ -90,10 +91,14 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], eps: float, ddof: int = 0,
 
 
 def normalize(x: object, gamma: object = None, beta: object = None, *, axis: int | tuple[int, ...], eps: float,
-              ddof: int = 0, center: bool = True, minimum: int = 1, what: str = "normalize") -> np.ndarray:
+              ddof: int = 0, center: bool = True, minimum: int = 1, what: str = "normalize",
+              out: np.ndarray | None = None) -> np.ndarray:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis``.
 
-    ``center=False`` drops the mean: ``gamma * x / sqrt(mean(x**2) + eps) + beta`` (RMSNorm).
+    ``center=False`` drops the mean: ``gamma * x / sqrt(mean(x**2) + eps) + beta`` (RMSNorm). ``out``, if
+    given, is an array of x's shape and dtype that receives the result (and is returned). Statistics over
+    the last axis with per-unit parameters run through the row-blocked kernels of
+    :mod:`lnlib.numpy.rowwise` (same arithmetic, organised for cache reuse).
     """
     x = as_float_array(x)
     axes = normalize_axis(axis, x.ndim)
@@ -101,12 +106,29 @@ def normalize(x: object, gamma: object = None, beta: object = None, *, axis: int
     check_reduction_size(x.shape, axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
+    _check_out(out, x)
+    if rowwise.applies(x, axes, gamma, beta, ddof):
+        return rowwise.forward(x, gamma, beta, eps, center, out=out)
     y, _ = standardize(x, axes, eps, ddof, center)
     if gamma is not None:
         y *= gamma
     if beta is not None:
         y += beta
+    if out is not None:
+        np.copyto(out, y, casting="same_kind")
+        return out
     return y.astype(x.dtype, copy=False)
+
+
+def _check_out(out: object, x: np.ndarray) -> None:
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array or None, got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(f"out must have x's shape {x.shape} and dtype {x.dtype}; got {out.shape}, {out.dtype}")
+    if np.shares_memory(out, x) and out is not x:
+        raise ValueError("out must not partly overlap x (pass out=x to normalize in place)")
 
 
 def normalize_backward(dy: object, x: object, gamma: object = None, beta: object = None, *,
@@ -127,6 +149,10 @@ def normalize_backward(dy: object, x: object, gamma: object = None, beta: object
     check_reduction_size(x.shape, axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
+    if rowwise.applies(x, axes, gamma, beta, ddof):
+        dx, dgamma, dbeta = rowwise.backward(dy, x, gamma, eps, center)
+        return (dx, None if gamma is None else dgamma.reshape(gamma.shape),
+                None if beta is None else dbeta.reshape(beta.shape))
     x_hat, rstd = standardize(x, axes, eps, ddof, center)
     dx, dgamma, dbeta = gradients(dy, x_hat, rstd, gamma, None if beta is None else beta.shape, axes, ddof,
                                   center)

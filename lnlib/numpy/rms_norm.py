@@ -23,9 +23,9 @@ Axis = int | tuple[int, ...]
 
 
 def rms_norm(x: object, gamma: object = None, beta: object = None, *, axis: Axis = -1,
-             eps: float = 1e-5) -> np.ndarray:
-    """``gamma * x / sqrt(mean(x**2 over axis) + eps) + beta``."""
-    return normalize(x, gamma, beta, axis=axis, eps=eps, center=False, what="rms_norm")
+             eps: float = 1e-5, out: np.ndarray | None = None) -> np.ndarray:
+    """``gamma * x / sqrt(mean(x**2 over axis) + eps) + beta`` (``out`` as in :func:`layer_norm`)."""
+    return normalize(x, gamma, beta, axis=axis, eps=eps, center=False, what="rms_norm", out=out)
 
 
 def rms_norm_backward(dy: object, x: object, gamma: object = None, beta: object = None, *, axis: Axis = -1,
