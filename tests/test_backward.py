@@ -48,12 +48,40 @@ def test_hand_backward_matches_finite_differences(backend, rng, name, shape, axi
         np.testing.assert_allclose(backend.to_numpy(g), e, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["hand-derived", "native-where-possible"])
 @pytest.mark.parametrize("name,shape,axis,pshape,ddof", CASES)
-def test_torch_autograd_uses_the_hand_backward_and_passes_gradcheck(name, shape, axis, pshape, ddof):
+def test_torch_autograd_passes_gradcheck(name, shape, axis, pshape, ddof, native):
     gen = torch.Generator().manual_seed(0)
     tensors = [torch.randn(s, generator=gen, dtype=torch.float64, requires_grad=True) for s in (shape, pshape, pshape)]
-    kwargs = {"axis": axis, "eps": 1e-3, **({"ddof": ddof} if name == "batch_norm" else {})}
+    kwargs = {"axis": axis, "eps": 1e-3, "native": native, **({"ddof": ddof} if name == "batch_norm" else {})}
     assert torch.autograd.gradcheck(lambda a, g, b: getattr(lnt, name)(a, g, b, **kwargs), tensors)
+
+
+def test_native_kernels_are_used_only_where_they_compute_the_same_thing(rng):
+    x = torch.tensor(rng.normal(size=(4, 3, 5)), requires_grad=True)
+    grad_fn = lambda y: type(y.grad_fn).__name__  # noqa: E731
+    assert "NativeLayerNorm" in grad_fn(lnt.layer_norm(x, torch.ones(3, 5, dtype=torch.float64), axis=(1, 2)))
+    assert "Normalize" in grad_fn(lnt.layer_norm(x, torch.ones(3, 5, dtype=torch.float64), axis=(1, 2), native=False))
+    assert "Normalize" in grad_fn(lnt.layer_norm(x, torch.ones(3, 1, dtype=torch.float64), axis=(1, 2)))  # per channel
+    assert "NativeBatchNorm" in grad_fn(lnt.batch_norm(x, torch.ones(3, 1, dtype=torch.float64), axis=(0, 2)))
+    assert "Normalize" in grad_fn(lnt.batch_norm(x, axis=(0, 2), ddof=1))  # unbiased: no native kernel
+    assert "Normalize" in grad_fn(lnt.layer_norm(x, axis=1))  # not trailing
+
+
+@pytest.mark.parametrize("name,axis,pshape", [("layer_norm", (1, 2), (3, 5)), ("batch_norm", (0, 2), (3, 1)),
+                                              ("rms_norm", -1, (5,))])
+def test_native_and_hand_derived_paths_agree(rng, name, axis, pshape):
+    x = rng.normal(2.0, 3.0, size=(6, 3, 5))
+    g, b, dy = rng.normal(size=pshape), rng.normal(size=pshape), rng.normal(size=(6, 3, 5))
+    outs = []
+    for native in (True, False):
+        leaves = [torch.tensor(a, requires_grad=True) for a in (x, g)]
+        beta = None if name == "rms_norm" else torch.tensor(b)
+        y = getattr(lnt, name)(leaves[0], leaves[1], beta, axis=axis, native=native)
+        y.backward(torch.tensor(dy))
+        outs.append([y.detach(), leaves[0].grad, leaves[1].grad])
+    for a, c in zip(*outs):
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-12)
 
 
 def test_autograd_gradients_equal_torch_layer_norm_autograd(rng):
@@ -63,7 +91,7 @@ def test_autograd_gradients_equal_torch_layer_norm_autograd(rng):
     dy = torch.tensor(rng.normal(size=(6, 4, 5)))
     ours = [t.detach().clone().requires_grad_() for t in (x, w, b)]
     F.layer_norm(x, (4, 5), w, b).backward(dy)
-    lnt.layer_norm(*ours, axis=(1, 2)).backward(dy)
+    lnt.layer_norm(*ours, axis=(1, 2), native=False).backward(dy)  # the hand-derived backward
     for ref, mine in zip((x, w, b), ours):
         torch.testing.assert_close(mine.grad, ref.grad, rtol=0, atol=1e-12)
 
@@ -75,7 +103,7 @@ def test_autograd_gradients_equal_torch_batch_norm_autograd(rng):
     dy = torch.tensor(rng.normal(size=(5, 3, 4)))
     ours = [t.detach().clone().requires_grad_() for t in (x, w, b)]
     F.batch_norm(x, None, None, w, b, training=True).backward(dy)
-    lnt.batch_norm(ours[0], ours[1].view(3, 1), ours[2].view(3, 1), axis=(0, 2)).backward(dy)
+    lnt.batch_norm(ours[0], ours[1].view(3, 1), ours[2].view(3, 1), axis=(0, 2), native=False).backward(dy)
     for ref, mine in zip((x, w, b), ours):
         torch.testing.assert_close(mine.grad, ref.grad, rtol=0, atol=1e-12)
 
@@ -106,7 +134,7 @@ def test_parameter_gradients_have_the_parameters_shapes(backend, rng):
 
 def test_double_backward_is_refused_not_wrong(rng):
     x = torch.tensor(rng.normal(size=(3, 4)), requires_grad=True)
-    (g,) = torch.autograd.grad(lnt.layer_norm(x).pow(3).sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(lnt.layer_norm(x, native=False).pow(3).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         g.sum().backward()
 

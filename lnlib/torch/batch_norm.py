@@ -19,9 +19,13 @@ Axis = int | tuple[int, ...]
 
 
 def batch_norm(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None, *,
-               axis: Axis = 0, eps: float = 1e-5, ddof: int = 0) -> torch.Tensor:
-    """Batch-normalize ``x`` with the statistics of this batch over ``axis`` (>= 2 values per statistic)."""
-    return normalize(x, gamma, beta, axis=axis, eps=eps, ddof=ddof, minimum=2, what="batch_norm in training mode")
+               axis: Axis = 0, eps: float = 1e-5, ddof: int = 0, native: bool = True) -> torch.Tensor:
+    """Batch-normalize ``x`` with the statistics of this batch over ``axis`` (>= 2 values per statistic).
+
+    ``native=False`` forces the hand-derived backward even where ``torch.nn.functional.batch_norm`` applies.
+    """
+    return normalize(x, gamma, beta, axis=axis, eps=eps, ddof=ddof, minimum=2, what="batch_norm in training mode",
+                     native=native)
 
 
 def batch_norm_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
@@ -51,9 +55,10 @@ class BatchNorm(nn.Module):
     """
 
     def __init__(self, num_features: int | tuple[int, ...], *, axis: Axis = 0, eps: float = 1e-5,
-                 momentum: float | None = 0.1, affine: bool = True, ddof: int = 0,
+                 momentum: float | None = 0.1, affine: bool = True, ddof: int = 0, native: bool = True,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        self.native = native
         self.feature_shape = (num_features,) if isinstance(num_features, int) else tuple(num_features)
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be None or in [0, 1], got {momentum!r}")
@@ -86,7 +91,7 @@ class BatchNorm(nn.Module):
         if not self.training:
             return batch_norm_inference(x, self.running_mean.reshape(shape), self.running_var.reshape(shape),
                                         gamma, beta, self.eps)
-        y = batch_norm(x, gamma, beta, axis=axes, eps=self.eps, ddof=self.ddof)
+        y = batch_norm(x, gamma, beta, axis=axes, eps=self.eps, ddof=self.ddof, native=self.native)
         self._update_running_stats(x, axes)
         return y
 

@@ -17,9 +17,13 @@ Axis = int | tuple[int, ...]
 
 
 def layer_norm(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None, *,
-               axis: Axis = -1, eps: float = 1e-5) -> torch.Tensor:
-    """Layer-normalize ``x`` over ``axis``: ``gamma * (x - mean) / sqrt(var + eps) + beta``."""
-    return normalize(x, gamma, beta, axis=axis, eps=eps, what="layer_norm")
+               axis: Axis = -1, eps: float = 1e-5, native: bool = True) -> torch.Tensor:
+    """Layer-normalize ``x`` over ``axis``: ``gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    ``native=False`` forces the hand-derived backward even where PyTorch's fused kernel applies (trailing
+    axes with parameters of their shape; see :mod:`lnlib.torch.normalization`).
+    """
+    return normalize(x, gamma, beta, axis=axis, eps=eps, what="layer_norm", native=native)
 
 
 def layer_norm_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
@@ -33,10 +37,10 @@ class LayerNorm(nn.Module):
     """Layer norm with a learnable gain and bias of shape ``shape`` (gains 1, biases 0, as the paper's §6)."""
 
     def __init__(self, shape: int | tuple[int, ...], *, axis: Axis = -1, eps: float = 1e-5, affine: bool = True,
-                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+                 native: bool = True, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        self.axis, self.eps = axis, eps
+        self.axis, self.eps, self.native = axis, eps, native
         if affine:
             self.gamma = nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
             self.beta = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
@@ -45,7 +49,7 @@ class LayerNorm(nn.Module):
             self.register_parameter("beta", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return layer_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps)
+        return layer_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps, native=self.native)
 
     def extra_repr(self) -> str:
         shape = None if self.gamma is None else tuple(self.gamma.shape)

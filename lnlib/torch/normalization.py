@@ -7,6 +7,21 @@ Autograd: :func:`normalize` is a :class:`torch.autograd.Function` whose ``backwa
 formula (:func:`gradients`), not autograd's trace of the forward. The backward is itself computed from
 saved tensors and is therefore marked once-differentiable: asking for a second derivative raises instead of
 returning a wrong one.
+
+Native kernels (``native=True``, the default). Two layouts are so common that PyTorch has a fused kernel
+for them, and :func:`normalize` calls it instead of the composite path:
+
+* statistics over the trailing axes with gain and bias of exactly those axes' shape (or none) is
+  ``torch.nn.functional.layer_norm`` (and ``rms_norm`` without centering, where PyTorch has it);
+* statistics over every axis but axis 1 with per-channel parameters (shape ``(1, C, 1, ...)``, ``(C, 1,
+  ...)`` or ``(C,)`` for 2-D input) is ``torch.nn.functional.batch_norm`` in training mode.
+
+Both compute the same definition (biased variance, :math:`\epsilon` inside the square root, same affine
+step), with their own summation order (Welford-style moments on the CPU): results agree with the composite
+path to rounding, which the tests check. They are one fused pass instead of about ten tensor operations, and
+their backward passes are compiled kernels: this is what makes ``lnlib.torch`` as fast as ``torch.nn``
+(chapter 13). ``native=False`` forces the composite path with the hand-derived backward for every layout;
+the unbiased variance (``ddof=1``) and every other layout always use it.
 """
 
 from __future__ import annotations
@@ -98,10 +113,11 @@ class _Normalize(torch.autograd.Function):
 
 def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Tensor | None = None, *,
               axis: int | tuple[int, ...], eps: float, ddof: int = 0, center: bool = True, minimum: int = 1,
-              what: str = "normalize") -> torch.Tensor:
+              what: str = "normalize", native: bool = True) -> torch.Tensor:
     """``gamma * (x - mean) / sqrt(var + eps) + beta`` with statistics over ``axis`` (differentiable).
 
     ``center=False`` drops the mean: ``gamma * x / sqrt(mean(x**2) + eps) + beta`` (RMSNorm).
+    ``native`` allows PyTorch's fused kernels for the layouts they cover (module docstring).
     """
     x = as_float_tensor(x)
     axes = normalize_axis(axis, x.ndim)
@@ -109,7 +125,38 @@ def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Te
     check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
+    if native and ddof == 0:
+        fused = _native(x, gamma, beta, axes, eps, center)
+        if fused is not None:
+            return fused
     return _Normalize.apply(x, gamma, beta, axes, eps, ddof, center)
+
+
+def _native(x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, axes: tuple[int, ...],
+            eps: float, center: bool) -> torch.Tensor | None:
+    """PyTorch's fused kernel for this layout, or ``None`` when none computes exactly this."""
+    if any(p is not None and p.dtype != x.dtype for p in (gamma, beta)):
+        return None
+    trailing = tuple(x.shape[axes[0]:])
+    if axes == tuple(range(axes[0], x.ndim)) and all(p is None or tuple(p.shape) == trailing for p in (gamma, beta)):
+        if center:
+            return torch.nn.functional.layer_norm(x, trailing, gamma, beta, eps)
+        if beta is None and hasattr(torch.nn.functional, "rms_norm"):  # PyTorch >= 2.4
+            return torch.nn.functional.rms_norm(x, trailing, gamma, eps)
+        return None
+    if (center and eps > 0 and x.ndim >= 2 and axes == (0, *range(2, x.ndim)) and reduced_size(tuple(x.shape), axes) > 1
+            and all(_per_channel(p, x) for p in (gamma, beta))):
+        flat = [None if p is None else p.reshape(x.shape[1]) for p in (gamma, beta)]
+        return torch.nn.functional.batch_norm(x, None, None, flat[0], flat[1], training=True, eps=eps)
+    return None
+
+
+def _per_channel(param: torch.Tensor | None, x: torch.Tensor) -> bool:
+    """Whether ``param`` (broadcastable against ``x``) holds exactly one value per channel of axis 1."""
+    if param is None:
+        return True
+    aligned = (1,) * (x.ndim - param.ndim) + tuple(param.shape)
+    return aligned[1] == x.shape[1] and all(n == 1 for i, n in enumerate(aligned) if i != 1)
 
 
 def normalize_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
