@@ -1,0 +1,252 @@
+r"""Benchmarks: how fast lnlib's layer norm and batch norm are, against PyTorch and a memory copy (chapter 13).
+
+Method (after ``shared/reference/performance.md``): one thread (``threadpoolctl`` for NumPy's BLAS,
+``torch.set_num_threads(1)``), float32, C-contiguous inputs prepared outside the timed region, one warm-up
+call, then ``repeats`` timings of a loop long enough to take at least ``min_seconds``; the *median* time
+per call is reported. Effective bandwidth counts the compulsory traffic only: forward = read x + write y
+(:math:`8MN` bytes in float32), backward = read x and dy + write dx (:math:`12MN`); the references are
+``np.copyto`` (read + write) and ``np.add(a, b, out=c)`` (two reads + a write), timed in the same run, so
+ratios survive a change of machine while milliseconds do not.
+
+Rows (``M x N`` input, layer norm over the last axis, batch norm over the first):
+
+* ``lnlib.numpy`` forward (``out=``, allocation-free) and backward; a naive NumPy version (``mean``/``var``
+  then one expression); ``torch.nn.functional`` forward under ``no_grad``, its pure backward
+  (``torch.ops.aten.native_layer_norm_backward``) and autograd forward+backward; ``lnlib.torch`` forward
+  and autograd forward+backward, with its default (fused kernels) and with ``native=False`` (the
+  hand-derived backward);
+* a training step of the 784-1000-1000-10 LN-MLP of chapter 9 with ``lnlib.torch.LayerNorm`` against
+  ``torch.nn.LayerNorm``, at batch sizes 128 and 4 (Adam, fused);
+* with a CUDA device, the torch rows again on the GPU (all threads, synchronized timings).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import numpy as lnp
+from .. import torch as lnt
+
+NAME = "bench"
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {"shapes": [[64, 1000], [256, 256]], "repeats": 3, "min_seconds": 0.005, "train_steps": 5},
+    "cpu": {"shapes": [[4096, 1024], [32768, 256], [512, 8192], [64, 1000]], "repeats": 7, "min_seconds": 0.05,
+            "train_steps": 200},
+    "paper": {"shapes": [[4096, 1024], [32768, 256], [512, 8192], [64, 1000]], "repeats": 15,
+              "min_seconds": 0.1, "train_steps": 500},
+}
+EPS = 1e-5
+
+
+def median_seconds(call: Callable[[], object], repeats: int, min_seconds: float,
+                   sync: Callable[[], None] = lambda: None) -> float:
+    """Median seconds per call over ``repeats`` loops, each long enough to take ``min_seconds``."""
+    call()
+    sync()
+    n, elapsed = 1, 0.0
+    while True:  # calibrate the loop length
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or n >= 1 << 20:
+            break
+        n *= 2
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        sync()
+        times.append((time.perf_counter() - start) / n)
+    return statistics.median(times)
+
+
+# --- naive NumPy: what one writes first ----------------------------------------------------------------
+
+def naive_layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+    mu = x.mean(axis=axis, keepdims=True)
+    var = x.var(axis=axis, keepdims=True)
+    return (x - mu) / np.sqrt(var + EPS) * g + b
+
+
+def naive_layer_norm_backward(dy: np.ndarray, x: np.ndarray, g: np.ndarray, axis: int):
+    mu = x.mean(axis=axis, keepdims=True)
+    rstd = 1.0 / np.sqrt(x.var(axis=axis, keepdims=True) + EPS)
+    xhat = (x - mu) * rstd
+    dxhat = dy * g
+    dx = rstd * (dxhat - dxhat.mean(axis=axis, keepdims=True)
+                 - xhat * (dxhat * xhat).mean(axis=axis, keepdims=True))
+    other = 1 - axis if x.ndim == 2 else 0
+    return dx, (dy * xhat).sum(axis=other), dy.sum(axis=other)
+
+
+# --- one shape ---------------------------------------------------------------------------------------
+
+def cpu_rows(shape: tuple[int, int], params: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Every CPU row for one ``(M, N)`` shape."""
+    m, n = shape
+    x = rng.standard_normal((m, n), dtype=np.float32)
+    dy = rng.standard_normal((m, n), dtype=np.float32)
+    out = np.empty_like(x)
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    rows: list[dict[str, Any]] = []
+
+    def add(norm: str, direction: str, impl: str, seconds: float) -> None:
+        rows.append({"shape": [m, n], "norm": norm, "direction": direction, "impl": impl, "seconds": seconds})
+
+    timed = lambda f: median_seconds(f, params["repeats"], params["min_seconds"])  # noqa: E731
+    add("copy", "forward", "np.copyto", timed(lambda: np.copyto(out, x)))
+    add("copy", "backward", "np.add 2R1W", timed(lambda: np.add(x, dy, out=out)))
+    for norm, axis in (("layer norm", 1), ("batch norm", 0)):
+        size = n if axis == 1 else m
+        pshape = (size,) if axis == 1 else (1, n)
+        g = rng.standard_normal(pshape).astype(np.float32)
+        b = rng.standard_normal(pshape).astype(np.float32)
+        gt, bt = torch.from_numpy(g.reshape(-1)), torch.from_numpy(b.reshape(-1))
+        fwd = lnp.layer_norm if axis == 1 else lnp.batch_norm
+        bwd = lnp.layer_norm_backward if axis == 1 else lnp.batch_norm_backward
+        kwargs = {"out": out} if axis == 1 else {}
+        add(norm, "forward", "lnlib.numpy", timed(lambda: fwd(x, g, b, axis=axis, **kwargs)))
+        add(norm, "forward", "naive numpy", timed(lambda: naive_layer_norm(x, g, b, axis)))
+        add(norm, "backward", "lnlib.numpy", timed(lambda: bwd(dy, x, g, b, axis=axis)))
+        add(norm, "backward", "naive numpy", timed(lambda: naive_layer_norm_backward(dy, x, g, axis)))
+        rows += torch_rows(norm, xt, dyt, gt, bt, shape, timed)
+    return rows
+
+
+def torch_rows(norm: str, xt: torch.Tensor, dyt: torch.Tensor, gt: torch.Tensor, bt: torch.Tensor,
+               shape: tuple[int, int], timed: Callable[[Callable[[], object]], float], tag: str = "") -> list:
+    """The torch rows (F.* and lnlib.torch) for one shape, on ``xt``'s device."""
+    m, n = shape
+    rows = []
+
+    def add(direction: str, impl: str, seconds: float) -> None:
+        rows.append({"shape": [m, n], "norm": norm, "direction": direction, "impl": impl + tag, "seconds": seconds})
+
+    if norm == "layer norm":
+        def reference(a, w, b):
+            return torch.nn.functional.layer_norm(a, (n,), w, b, EPS)
+
+        def ours(a, w, b, native=True):
+            return lnt.layer_norm(a, w, b, axis=-1, eps=EPS, native=native)
+    else:
+        def reference(a, w, b):
+            return torch.nn.functional.batch_norm(a, None, None, w, b, training=True, eps=EPS)
+
+        def ours(a, w, b, native=True):
+            return lnt.batch_norm(a, w.view(1, n), b.view(1, n), axis=0, eps=EPS, native=native)
+
+    with torch.no_grad():
+        add("forward", "torch F", timed(lambda: reference(xt, gt, bt)))
+        add("forward", "lnlib.torch", timed(lambda: ours(xt, gt, bt)))
+        add("forward", "lnlib.torch native=False", timed(lambda: ours(xt, gt, bt, native=False)))
+    if norm == "layer norm":
+        _, mean, rstd = torch.ops.aten.native_layer_norm(xt, [n], gt, bt, EPS)
+        add("backward", "torch native backward",
+            timed(lambda: torch.ops.aten.native_layer_norm_backward(dyt, xt, [n], mean, rstd, gt, bt,
+                                                                    [True, True, True])))
+    leaves = [t.clone().requires_grad_(True) for t in (xt, gt, bt)]
+
+    def fwd_bwd(function: Callable[..., torch.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            for leaf in leaves:
+                leaf.grad = None
+            function(*leaves).backward(dyt)
+        return step
+
+    add("forward+backward", "torch F", timed(fwd_bwd(reference)))
+    add("forward+backward", "lnlib.torch", timed(fwd_bwd(ours)))
+    add("forward+backward", "lnlib.torch native=False", timed(fwd_bwd(lambda a, w, b: ours(a, w, b, native=False))))
+    return rows
+
+
+def training_step_rows(params: dict[str, Any], device: torch.device, tag: str = "") -> list[dict[str, Any]]:
+    """A training step of chapter 9's LN-MLP: lnlib.torch.LayerNorm against torch.nn.LayerNorm."""
+    rows = []
+    for bs in (128, 4):
+        for impl, make in (("torch.nn.LayerNorm", lambda h: nn.LayerNorm(h)),
+                           ("lnlib.torch.LayerNorm", lambda h: lnt.LayerNorm(h))):
+            torch.manual_seed(0)
+            model = nn.Sequential(nn.Linear(784, 1000), make(1000), nn.ReLU(), nn.Linear(1000, 1000), make(1000),
+                                  nn.ReLU(), nn.Linear(1000, 10)).to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+            x = torch.rand(bs, 784, device=device)
+            y = torch.randint(0, 10, (bs,), device=device)
+
+            def step() -> None:
+                loss = nn.functional.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+            sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+            seconds = median_seconds(step, params["repeats"], params["min_seconds"], sync)
+            rows.append({"shape": [bs, 1000], "norm": "layer norm", "direction": "training step",
+                         "impl": impl + tag, "seconds": seconds})
+    return rows
+
+
+def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+    """All rows on one CPU thread (and on the GPU when ``device`` is CUDA); JSON-ready."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    previous = torch.get_num_threads()
+    rows: list[dict[str, Any]] = []
+    try:
+        torch.set_num_threads(1)
+        with threadpool_limits(limits=1):
+            for shape in tqdm(params["shapes"], desc="benchmark shapes", disable=not progress):
+                rows += cpu_rows(tuple(shape), params, rng)
+            rows += training_step_rows(params, torch.device("cpu"))
+            libraries = [{k: v for k, v in info.items() if k in ("user_api", "internal_api", "version",
+                                                                  "num_threads", "architecture")}
+                         for info in threadpool_info()]
+    finally:
+        torch.set_num_threads(previous)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        rows += gpu_rows(params, dev, rng)
+    return {"rows": rows, "threads": 1, "thread_pools": libraries,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def gpu_rows(params: dict[str, Any], dev: torch.device, rng: np.random.Generator) -> list[dict[str, Any]]:
+    rows = []
+    timed = lambda f: median_seconds(f, params["repeats"], params["min_seconds"], torch.cuda.synchronize)  # noqa: E731
+    for m, n in params["shapes"]:
+        xt = torch.randn(m, n, device=dev)
+        dyt = torch.randn(m, n, device=dev)
+        for norm in ("layer norm", "batch norm"):
+            size = n
+            gt, bt = torch.randn(size, device=dev), torch.randn(size, device=dev)
+            rows += torch_rows(norm, xt, dyt, gt, bt, (m, n), timed, tag=" (GPU)")
+    rows += training_step_rows(params, dev, tag=" (GPU)")
+    return rows
+
+
+# --- reading a result ---------------------------------------------------------------------------------
+
+def traffic_bytes(row: dict[str, Any]) -> int:
+    """Compulsory bytes moved in float32: 8MN forward, 12MN backward, 20MN forward+backward."""
+    m, n = row["shape"]
+    return {"forward": 8, "backward": 12, "forward+backward": 20, "training step": 0}[row["direction"]] * m * n
+
+
+def lookup(rows: list[dict[str, Any]], shape: list[int], norm: str, direction: str, impl: str) -> float | None:
+    for row in rows:
+        if row["shape"] == list(shape) and row["norm"] == norm and row["direction"] == direction \
+                and row["impl"] == impl:
+            return row["seconds"]
+    return None
