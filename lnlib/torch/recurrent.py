@@ -4,7 +4,8 @@ The maths, the gate order (LSTM :math:`(f, i, o, g)`, GRU :math:`(z, r)`), the p
 the initialization and the choice of following eq. 20 rather than the authors' double bias are documented
 in the NumPy module; this file follows it line by line with torch operations, so it runs on any device
 and is differentiable. The LNs are :func:`lnlib.torch.layer_norm` and the BNs
-:func:`lnlib.torch.batch_norm` (both with lnlib's hand-derived backward), never re-implemented.
+:func:`lnlib.torch.batch_norm` (differentiable, on PyTorch's fused kernels for these layouts), never
+re-implemented.
 
 Two layers of API:
 
