@@ -9,6 +9,7 @@ The functions here only look at shapes, integers and dtype *names*; they never i
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 
@@ -21,10 +22,27 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 def normalize_axis(axis: object, ndim: int, *, name: str = "axis") -> tuple[int, ...]:
     """Turn ``axis`` (an int or a sequence of ints, negative allowed) into sorted non-negative axes.
 
+    Results for hashable arguments are cached (typed, so ``True`` is never taken for ``1``): the checks run
+    on every call of every normalization, and small-batch training calls them thousands of times a second.
+
     Raises ``TypeError`` for anything that is not an int or a sequence of ints (bools included: ``True``
     is an int to Python but never an axis), and ``ValueError`` for an empty sequence, an axis out of
     range for ``ndim`` dimensions, or an axis named twice (``(1, -1)`` on a 2-D array names axis 1 twice).
     """
+    try:
+        return _normalize_axis_cached(axis, ndim, name)
+    except TypeError as err:
+        if "unhashable" not in str(err):
+            raise
+    return _normalize_axis(axis, ndim, name)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _normalize_axis_cached(axis: object, ndim: int, name: str) -> tuple[int, ...]:
+    return _normalize_axis(axis, ndim, name)
+
+
+def _normalize_axis(axis: object, ndim: int, name: str) -> tuple[int, ...]:
     if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, Sequence)) or isinstance(axis, str):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r} ({type(axis).__name__})")
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
@@ -133,8 +151,14 @@ def check_param_shape(param_shape: Sequence[int], x_shape: Sequence[int], *, nam
     So ``gamma`` of shape ``(H,)`` against ``x`` of shape ``(N, H)`` is fine (the paper's per-unit gain),
     as are ``(C, H, W)`` (PyTorch's per-element affine) and ``(C, 1, 1)`` against ``(N, C, H, W)``
     (a per-channel affine, as MATLAB's), but ``(N, H)`` against ``(H,)`` is refused: it would quietly
-    turn one example into N.
+    turn one example into N. Shapes that pass are cached.
     """
+    _check_param_shape(tuple(param_shape), tuple(x_shape), name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_param_shape(param_shape: tuple[int, ...], x_shape: tuple[int, ...], name: str) -> None:
+    """The check behind :func:`check_param_shape`, cached for shapes that pass."""
     x_shape, param_shape = tuple(x_shape), tuple(param_shape)
     result = broadcast_shapes(param_shape, x_shape)
     if result is None:
