@@ -14,13 +14,14 @@ PROFILE ?= cpu
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
 
 .PHONY: help book test notebooks reproduce clean distclean venv unit smoke nbval html colab-cells \
-	browser-deps rendered
+	browser-deps rendered bench
 
 help:
 	@echo "make book       build the book (executes chapters, writes _build/html/index.html)"
 	@echo "make test       unit tests, smoke runs, nbval and a warnings-as-errors book build"
 	@echo "make notebooks  re-execute every chapter in place with default parameters"
 	@echo "make reproduce PROFILE=cpu|paper|smoke   rerun the experiments (recompute=True)"
+	@echo "make bench      benchmark lnlib against torch and a memory copy (~3 min)"
 	@echo "make clean / distclean   remove _build / also remove .venv"
 
 # The environment: a virtualenv with the pinned lock file, then lnlib itself (editable, no new deps).
@@ -73,6 +74,9 @@ rendered: browser-deps
 
 test: unit smoke nbval html rendered
 	@echo "make test: all checks passed"
+
+bench: $(STAMP)
+	$(PY) -m lnlib.bench --profile cpu
 
 reproduce: $(STAMP)
 	$(PY) -m lnlib._book run --out _build/reproduce/$(PROFILE) -p profile $(PROFILE) -p recompute True $(CHAPTERS)
