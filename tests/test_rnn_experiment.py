@@ -1,0 +1,419 @@
+"""The recurrent experiment (lnlib.experiments.rnn, chapter 11): data, model, measurements, verdicts,
+the smoke record, determinism and resuming."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lnlib import claims, experiments, results
+from lnlib.experiments import rnn
+from lnlib.torch import recurrent as rt
+
+#: a profile far below smoke, for the tests that train twice (both tasks, LN and BN cells, a few steps)
+TINY = {
+    "seeds": 1,
+    "seqmnist": {"variants": ["ln_lstm", "bn_lstm"], "standardize": True, "hidden": 8, "batch_size": 8,
+                 "steps": 5, "lr": 1e-3, "clip": 1.0, "eval_every": 2, "train_cases": 200, "valid_cases": 40,
+                 "final_valid_cases": 40, "test_cases": 40, "norm_cases": 8},
+    "adding": {"variants": ["lstm", "bn_lstm"], "length": 6, "hidden": 8, "batch_size": 8, "steps": 5,
+               "lr": 1e-3, "clip": 1.0, "eval_every": 2, "valid_cases": 20, "test_cases": 20,
+               "factors": [1, 2], "stat_cases": 20, "norm_cases": 8},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke profile, run once for the module, with results and checkpoints in a temporary folder."""
+    folder = tmp_path_factory.mktemp("rnn-smoke")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LNLIB_RESULTS_DIR", str(folder / "results"))
+        mp.setenv("LNLIB_CHECKPOINT_DIR", str(folder / "checkpoints"))
+        record = experiments.run(rnn, profile="smoke", seed=0, device="cpu", progress=False)
+        path = results.result_path("rnn", "smoke", 0)
+        assert path.exists()
+        loaded = results.load(path)
+    return record, loaded, folder
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+
+
+def test_adding_batch_has_one_marker_in_each_half_and_the_sum_as_target():
+    xs, ys = rnn.adding_batch(500, 10, np.random.default_rng(0))
+    assert xs.shape == (10, 500, 2) and ys.shape == (500,) and xs.dtype == ys.dtype == np.float32
+    values, markers = xs[..., 0], xs[..., 1]
+    assert np.all((values >= 0) & (values < 1))
+    assert np.array_equal(markers[:5].sum(0), np.ones(500)) and np.array_equal(markers[5:].sum(0), np.ones(500))
+    np.testing.assert_allclose((values * markers).sum(0), ys, rtol=1e-6)
+    assert set(np.unique(markers)) == {0.0, 1.0}
+    # every position of each half is used
+    assert set(np.argmax(markers[:5], axis=0)) == set(range(5))
+    assert set(5 + np.argmax(markers[5:], axis=0)) == set(range(5, 10))
+    again = rnn.adding_batch(500, 10, np.random.default_rng(0))
+    assert np.array_equal(xs, again[0]) and np.array_equal(ys, again[1])
+
+
+def test_adding_batch_trivial_error_is_one_sixth():
+    _, ys = rnn.adding_batch(200_000, 4, np.random.default_rng(1))
+    assert abs(float(np.mean((ys - 1.0) ** 2)) - rnn.ADDING_TRIVIAL_MSE) < 2e-3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n": 0}, "n must be a positive int"),
+    ({"n": 2.0}, "n must be a positive int"),
+    ({"length": 1}, "length must be an int >= 2"),
+    ({"length": True}, "length must be an int >= 2"),
+])
+def test_adding_batch_rejects_bad_sizes(kwargs, match):
+    args = {"n": 4, "length": 6, "rng": np.random.default_rng(0)} | kwargs
+    with pytest.raises(ValueError, match=match):
+        rnn.adding_batch(**args)
+
+
+def test_adding_batch_needs_a_generator():
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator, got int"):
+        rnn.adding_batch(4, 6, 0)
+
+
+def test_mnist_rows_makes_row_t_the_input_at_step_t():
+    images = torch.arange(3 * 784, dtype=torch.float32).reshape(3, 784)
+    xs = rnn.mnist_rows(images)
+    assert xs.shape == (28, 3, 28) and xs.is_contiguous()
+    assert torch.equal(xs[5, 2], images[2].reshape(28, 28)[5])
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 784\), got \(3, 28, 28\)"):
+        rnn.mnist_rows(images.reshape(3, 28, 28))
+
+
+def test_pixel_statistics():
+    mean, std = rnn.pixel_statistics(np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32))
+    assert (mean, std) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="images must not be empty"):
+        rnn.pixel_statistics(np.zeros((0, 784)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# model and measurements
+
+
+def test_variants_of_a_task_share_their_initial_weights():
+    models = {v: rnn.SequenceModel(v, 5, 6, 3, max_steps=4, init_seed=7) for v in rnn.VARIANTS}
+    first = models["lstm"]
+    for variant, model in models.items():
+        for name in ("W_x", "W_h"):
+            assert torch.equal(getattr(model.cell, name), getattr(first.cell, name)), (variant, name)
+        assert torch.equal(model.readout.weight, first.readout.weight)
+    assert torch.all(models["ln_lstm"].cell.gain_h == 1.0)
+    assert torch.all(models["ln_lstm_gain0.1"].cell.gain_c == 0.1)
+    assert torch.all(models["bn_lstm"].cell.gain_x == 0.1)
+    assert torch.all(models["bn_lstm_gain1"].cell.gain_x == 1.0)
+    assert isinstance(models["bn_lstm"].cell, rt.BNLSTMCell) and models["bn_lstm"].cell.max_steps == 4
+    other = rnn.SequenceModel("lstm", 5, 6, 3, max_steps=4, init_seed=8)
+    assert not torch.equal(other.cell.W_h, first.cell.W_h)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        rnn.SequenceModel("gru", 5, 6, 3, max_steps=4, init_seed=7)
+
+
+def test_matched_statistics_are_the_statistics_of_the_given_batch():
+    torch.manual_seed(0)
+    model = rnn.SequenceModel("bn_lstm", 2, 4, 1, max_steps=3, init_seed=1)
+    model.train()
+    model(torch.rand(3, 16, 2))  # trained on 3 steps
+    before = copy.deepcopy(model.state_dict())
+    xs = torch.rand(7, 50, 2)
+    matched = rnn.with_matched_statistics(model, xs)
+    assert not matched.training and int(matched.cell.steps_tracked) == 7 and matched.cell.max_steps == 7
+    ax = xs[6] @ model.cell.W_x
+    torch.testing.assert_close(matched.cell.running_mean_x[6], ax.mean(0).detach())
+    torch.testing.assert_close(matched.cell.running_var_x[6], ax.var(0, correction=1).detach())
+    for key, value in model.state_dict().items():  # the model itself is untouched
+        assert torch.equal(value, before[key]), key
+    assert int(model.cell.steps_tracked) == 3
+    with pytest.raises(ValueError, match="needs a BN-LSTM model"):
+        rnn.with_matched_statistics(rnn.SequenceModel("ln_lstm", 2, 4, 1, max_steps=3, init_seed=1), xs)
+
+
+def test_gradient_norms_match_autograd_and_leave_the_model_alone():
+    model = rnn.SequenceModel("lstm", 3, 5, 2, max_steps=4, init_seed=3)
+    xs, ys = torch.randn(4, 6, 3), torch.randn(6)
+
+    def loss_fn(out, target):
+        return ((out[:, 0] - target) ** 2).mean()
+
+    norms = rnn.state_and_gradient_norms(model, xs, ys, loss_fn)
+    assert all(p.grad is None for p in model.parameters())
+    assert set(norms) == {"h", "c", "grad_h", "grad_c", "param_grad_norm"}
+    assert all(len(norms[k]) == 4 for k in ("h", "c", "grad_h", "grad_c"))
+    hs, _ = model.rnn(xs)
+    h_last = hs[-1].detach().requires_grad_(True)
+    loss_fn(model.readout(h_last), ys).backward()
+    assert math.isclose(norms["grad_h"][-1], float(h_last.grad.norm(dim=-1).mean()), rel_tol=1e-5)
+    assert math.isclose(norms["h"][0], float(hs[0].detach().norm(dim=-1).mean()), rel_tol=1e-6)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss_fn(model(xs), ys), params)
+    assert math.isclose(norms["param_grad_norm"], float(torch.cat([g.flatten() for g in grads]).norm()),
+                        rel_tol=1e-5)
+
+
+def test_layer_norm_of_zero_rows_makes_the_first_gradient_overflow():
+    """The reason sequential MNIST is standardized: blank rows are zeros, and LN of a zero vector has
+    derivative gain/sqrt(eps); several such steps in a row overflow float32."""
+    torch.manual_seed(0)
+    xs = torch.cat([torch.zeros(8, 16, 28), torch.rand(4, 16, 28)])
+    ys = torch.randint(0, 10, (16,))
+    ln = rnn.SequenceModel("ln_lstm", 28, 32, 10, max_steps=12, init_seed=0)
+    lstm = rnn.SequenceModel("lstm", 28, 32, 10, max_steps=12, init_seed=0)
+    raw_ln = rnn.state_and_gradient_norms(ln, xs, ys, torch.nn.functional.cross_entropy)
+    raw_lstm = rnn.state_and_gradient_norms(lstm, xs, ys, torch.nn.functional.cross_entropy)
+    assert not math.isfinite(raw_ln["param_grad_norm"]) and math.isfinite(raw_lstm["param_grad_norm"])
+    assert raw_ln["h"][:8] == [0.0] * 8  # the state stays exactly zero through the blank steps
+    shifted = rnn.state_and_gradient_norms(ln, xs - 0.4, ys, torch.nn.functional.cross_entropy)
+    assert math.isfinite(shifted["param_grad_norm"]) and shifted["param_grad_norm"] < 1e3
+
+
+def test_evaluate_computes_error_and_squared_error():
+    model = rnn.SequenceModel("lstm", 2, 4, 1, max_steps=3, init_seed=0)
+    xs, ys = torch.rand(3, 10, 2), torch.rand(10)
+    with torch.no_grad():
+        expected = float(((model(xs)[:, 0] - ys) ** 2).mean())
+    assert math.isclose(rnn.evaluate(model, "adding", xs, ys, batch=3)["mse"], expected, rel_tol=1e-6)
+    clf = rnn.SequenceModel("lstm", 2, 4, 3, max_steps=3, init_seed=0)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    with torch.no_grad():
+        wrong = int((clf(xs).argmax(1) != labels).sum()) / 10
+    assert math.isclose(rnn.evaluate(clf, "seqmnist", xs, labels, batch=4)["error"], wrong)
+    with pytest.raises(ValueError, match="task must be one of"):
+        rnn.evaluate(clf, "mnist", xs, labels)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers of the verdicts
+
+
+def test_decades_steps_to_reach_and_median():
+    assert rnn.decades([1.0, 10.0, 1000.0]) == pytest.approx(3.0)
+    assert rnn.decades([0.0, 1.0]) == math.inf and rnn.decades([1.0, None]) == math.inf
+    assert rnn.decades([1.0, float("nan")]) == math.inf
+    with pytest.raises(ValueError, match="at least one value"):
+        rnn.decades([])
+    with pytest.raises(ValueError, match="non-negative"):
+        rnn.decades([-1.0, 1.0])
+    log = {"step": [10, 20, 30], "valid": [0.5, 0.2, 0.1]}
+    assert rnn.steps_to_reach(log, 0.2) == 20 and rnn.steps_to_reach(log, 0.05) is None
+    assert rnn._median([10, None, 30]) == 30 and rnn._median([None, None, 10]) is None
+
+
+def test_plan_assigns_every_run_once_and_keys_follow_the_parameters():
+    all_specs = rnn.specs(rnn.PROFILES["cpu"], 0)
+    assert len(all_specs) == 8
+    shares = rnn.assign(all_specs, 2)
+    keys = sorted(rnn.run_key(s) for share in shares for s in share)
+    assert keys == sorted(rnn.run_key(s) for s in all_specs) and len(set(keys)) == 8
+    changed = dict(all_specs[0], lr=3e-3)
+    assert rnn.run_key(changed) != rnn.run_key(all_specs[0])
+    assert rnn.task_seed("adding", 0) != rnn.task_seed("seqmnist", 0) != rnn.task_seed("adding", 1)
+    with pytest.raises(ValueError, match="task must be one of"):
+        rnn.make_spec("copying", "lstm", 0, {})
+    bad = copy.deepcopy(TINY)
+    bad["adding"]["variants"] = ["lstm", "rnn"]
+    with pytest.raises(ValueError, match="variant must be one of"):
+        rnn._check_params(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the smoke record
+
+
+def test_smoke_run_writes_a_valid_record(smoke):
+    record, loaded, _ = smoke
+    assert loaded["experiment"] == "rnn" and loaded["profile"] == "smoke"
+    assert results.without_volatile(loaded) == results.without_volatile(json.loads(json.dumps(record)))
+    runs = loaded["data"]["runs"]
+    params = rnn.PROFILES["smoke"]
+    assert len(runs) == len(params["seqmnist"]["variants"]) + len(params["adding"]["variants"])
+    for log in runs.values():
+        task = log["spec"]["task"]
+        p = params[task]
+        assert log["step"] == list(range(p["eval_every"], p["steps"] + 1, p["eval_every"]))
+        assert len(log["train_loss"]) == len(log["valid"]) == len(log["grad_norm"]) == len(log["step"])
+        assert not log["diverged"]
+        length = 28 if task == "seqmnist" else p["length"]
+        for which in ("norms_init", "norms_trained"):
+            assert len(log[which]["grad_h"]) == length
+        if task == "seqmnist":
+            assert 0.0 <= log["test"]["error"] <= 1.0 and "norms_init_raw_pixels" in log
+            assert abs(log["pixel_mean"] - 0.13) < 0.01
+        else:
+            assert log["lengths"] == [f * p["length"] for f in p["factors"]]
+            assert len(log["test_mse"]) == len(p["factors"])
+            assert len(log["long_norms"]["c"]) == p["length"] * p["factors"][-1]
+            is_bn = log["spec"]["variant"] == "bn_lstm"
+            assert bool(log["test_mse_matched"]) == is_bn and ("long_norms_matched" in log) == is_bn
+    for check in rnn.VERDICTS.values():
+        verdict = check(loaded)
+        assert verdict.status in claims.STATUSES and verdict.evidence
+
+
+def test_rerunning_assembles_the_finished_runs_without_training(smoke, monkeypatch):
+    record, _, folder = smoke
+    monkeypatch.setenv("LNLIB_CHECKPOINT_DIR", str(folder / "checkpoints"))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(rnn, "SequenceModel", no_training)
+    again = rnn.run(rnn.PROFILES["smoke"], seed=0, device="cpu", progress=False)
+    assert (results.without_volatile(json.loads(json.dumps(again)))
+            == results.without_volatile(json.loads(json.dumps(record["data"]))))
+
+
+def test_same_seed_same_data_and_another_seed_other_data(tmp_path, monkeypatch):
+    data = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        monkeypatch.setenv("LNLIB_CHECKPOINT_DIR", str(tmp_path / name))
+        experiments.deterministic(seed)
+        data.append(rnn.run(copy.deepcopy(TINY), seed=seed, device="cpu", progress=False))
+    assert results.without_volatile(data[0]) == results.without_volatile(data[1])
+    first = [log["valid"] for log in data[0]["runs"].values()]
+    other = [log["valid"] for log in data[2]["runs"].values()]
+    assert first != other
+
+
+def test_an_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):
+    from lnlib.data import mnist
+
+    spec = rnn.make_spec("seqmnist", "bn_lstm", 0, TINY["seqmnist"])
+    data = mnist.load()
+    reference = rnn.train_run(spec, data, tmp_path / "uninterrupted", progress=False)
+
+    saved = rnn._save_checkpoint
+    calls = []
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(path, state):
+        saved(path, state)
+        calls.append(state["step"])
+        if len(calls) == 1:
+            raise Killed
+
+    monkeypatch.setattr(rnn, "_save_checkpoint", save_then_die)
+    folder = tmp_path / "interrupted"
+    with pytest.raises(Killed):
+        rnn.train_run(spec, data, folder, progress=False)
+    assert list(folder.glob("*.pt")) and not list(folder.glob("*.json"))
+    resumed = rnn.train_run(spec, data, folder, progress=False)
+    assert calls[0] == 2 and calls[1] == 4  # the second process started from the checkpoint of step 2
+    assert not list(folder.glob("*.pt")) and not list(folder.glob("*.tmp"))
+    assert results.without_volatile(resumed) == results.without_volatile(reference)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# verdicts change with the numbers
+
+
+def _record(smoke):
+    return copy.deepcopy(smoke[1])
+
+
+def _logs(record, task, variant):
+    return rnn.select(record["data"], task, variant)
+
+
+def test_h8_follows_the_learning_curves(smoke):
+    record = _record(smoke)
+    for task in rnn.TASKS:
+        for variant in rnn.PROFILES["smoke"][task]["variants"]:
+            for log in _logs(record, task, variant):
+                fast = variant.startswith("ln_lstm")
+                log["valid"] = [0.0 if fast else 1.0] * len(log["valid"])
+    assert rnn.verdict_h8(record).status == "reproduced"
+    for log in _logs(record, "adding", "lstm"):
+        log["valid"] = [0.0] * len(log["valid"])  # the LSTM now ties on every adding threshold
+    assert rnn.verdict_h8(record).status == "partly reproduced"
+    for task in rnn.TASKS:
+        for log in _logs(record, task, "ln_lstm"):
+            log["valid"] = [1.0] * len(log["valid"])
+        for log in _logs(record, task, "lstm") + _logs(record, task, "bn_lstm"):
+            log["valid"] = [0.0] * len(log["valid"])
+    verdict = rnn.verdict_h8(record)
+    assert verdict.status == "not reproduced" and "LN first in 0/" in verdict.evidence
+    for task in rnn.TASKS:
+        for variant in rnn.VARIANTS:
+            for log in _logs(record, task, variant):
+                log["valid"] = [1.0] * len(log["valid"])
+    assert rnn.verdict_h8(record).status == "not tested here"
+
+
+def _set_norms(record, variant, grad, h):
+    for task in rnn.TASKS:
+        for log in _logs(record, task, variant):
+            for which in ("norms_init", "norms_trained"):
+                n = len(log[which]["h"])
+                log[which]["grad_h"] = [grad(t, n) for t in range(n)]
+                log[which]["h"] = [h(t, n) for t in range(n)]
+
+
+def test_h9_follows_the_norms(smoke):
+    record = _record(smoke)
+    flat = lambda t, n: 1.0  # noqa: E731
+    vanishing = lambda t, n: 10.0 ** (t - n)  # noqa: E731
+    _set_norms(record, "ln_lstm", flat, flat)
+    _set_norms(record, "lstm", vanishing, vanishing)
+    assert rnn.verdict_h9(record).status == "reproduced"
+    _set_norms(record, "lstm", vanishing, flat)
+    assert rnn.verdict_h9(record).status == "partly reproduced"
+    _set_norms(record, "ln_lstm", vanishing, vanishing)
+    _set_norms(record, "lstm", flat, flat)
+    verdict = rnn.verdict_h9(record)
+    assert verdict.status == "not reproduced" and "in 0 of 8" in verdict.evidence
+
+
+def test_h12_follows_the_gain_variants(smoke):
+    record = _record(smoke)
+
+    def curve(variant, error):
+        for log in _logs(record, "seqmnist", variant):
+            log["valid"] = [error] * len(log["valid"])
+
+    curve("ln_lstm", 0.10), curve("ln_lstm_gain0.1", 0.11), curve("bn_lstm", 0.10), curve("bn_lstm_gain1", 0.30)
+    assert rnn.verdict_h12(record).status == "reproduced"
+    curve("bn_lstm_gain1", 0.105)  # BN now less sensitive than LN
+    assert rnn.verdict_h12(record).status == "partly reproduced"
+    curve("ln_lstm", 0.20)  # and LN's gain 1.0 now worse than 0.1
+    verdict = rnn.verdict_h12(record)
+    assert verdict.status == "not reproduced" and "gain 1.0 20.00" in verdict.evidence
+    del record["data"]["runs"][rnn.run_key(_logs(record, "seqmnist", "bn_lstm_gain1")[0]["spec"])]
+    assert rnn.verdict_h12(record).status == "not tested here"
+
+
+def test_h13_follows_the_length_errors(smoke):
+    record = _record(smoke)
+
+    def errors(variant, values):
+        for log in _logs(record, "adding", variant):
+            log["test_mse"] = list(values)
+
+    errors("ln_lstm", [0.01, 0.02, 0.03, 0.04])
+    errors("bn_lstm", [0.01, 0.1, 0.2, 0.3])
+    assert rnn.verdict_h13(record).status == "reproduced"
+    errors("ln_lstm", [0.01, 0.02, 0.09, 0.5])  # fails both checks at 4T and 8T
+    assert rnn.verdict_h13(record).status == "partly reproduced"
+    errors("ln_lstm", [0.01, 0.2, 0.3, 0.4])
+    verdict = rnn.verdict_h13(record)
+    assert verdict.status == "not reproduced" and "LN 0.4000, BN 0.3000" in verdict.evidence
