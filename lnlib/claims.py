@@ -202,3 +202,14 @@ CHECKS: dict[str, Callable[[Record], Verdict]] = {
     "H7": h7_gain_metric,
     "S001-epsilon": s001_epsilon_quiz,
 }
+
+
+def _register_recurrent() -> None:
+    # The recurrent claims are judged by the functions next to their experiment (lnlib.experiments.rnn),
+    # which import this module; registering them here, after CHECKS exists, avoids an import cycle.
+    from .experiments import rnn
+
+    CHECKS.update({"H8": rnn.verdict_h8, "H9": rnn.verdict_h9, "H12": rnn.verdict_h12, "H13": rnn.verdict_h13})
+
+
+_register_recurrent()
