@@ -11,29 +11,10 @@ the status ``not tested here`` and the reason.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
-STATUSES = ("reproduced", "partly reproduced", "not reproduced", "not tested here")
-
-Record = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    evidence: str
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-
-
-def _status(checks: list[bool]) -> str:
-    if all(checks):
-        return "reproduced"
-    return "partly reproduced" if any(checks) else "not reproduced"
-
+from .experiments import rnn
+from .verdicts import STATUSES, Verdict, status_of as _status
 
 def _largest(values: list[float | None]) -> float:
     return max(v for v in values if v is not None)
@@ -201,15 +182,8 @@ CHECKS: dict[str, Callable[[Record], Verdict]] = {
     "H6": h6_implicit_learning_rate,
     "H7": h7_gain_metric,
     "S001-epsilon": s001_epsilon_quiz,
+    "H8": rnn.verdict_h8,
+    "H9": rnn.verdict_h9,
+    "H12": rnn.verdict_h12,
+    "H13": rnn.verdict_h13,
 }
-
-
-def _register_recurrent() -> None:
-    # The recurrent claims are judged by the functions next to their experiment (lnlib.experiments.rnn),
-    # which import this module; registering them here, after CHECKS exists, avoids an import cycle.
-    from .experiments import rnn
-
-    CHECKS.update({"H8": rnn.verdict_h8, "H9": rnn.verdict_h9, "H12": rnn.verdict_h12, "H13": rnn.verdict_h13})
-
-
-_register_recurrent()

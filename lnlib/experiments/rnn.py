@@ -70,7 +70,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import claims, results
+from .. import results
+from ..verdicts import Verdict
+from ..verdicts import status_of as _status
 from ..data import mnist
 from ..torch import recurrent as rt
 from .fig6_mnist import _jsonable, _prepare_device, _save_checkpoint
@@ -546,19 +548,11 @@ def _median(values: list[float | None]) -> float | None:
 # Verdicts (one per claim; lnlib.claims registers them)
 
 
-def _status(checks: list[bool]) -> str:
-    if not checks:
-        return "not tested here"
-    if all(checks):
-        return "reproduced"
-    return "partly reproduced" if any(checks) else "not reproduced"
-
-
 def _fmt(value: float | None) -> str:
     return "never" if value is None else f"{value:g}"
 
 
-def verdict_h8(record: dict[str, Any]) -> claims.Verdict:
+def verdict_h8(record: dict[str, Any]) -> Verdict:
     """H8, LN speeds up recurrent training: on each task, for each threshold of the validation metric that
     the LN-LSTM or a rival reaches, does the LN-LSTM reach it in fewer steps (median over seeds) than the
     LSTM, and than the BN-LSTM? Ties (the same evaluation) count against LN."""
@@ -588,9 +582,9 @@ def verdict_h8(record: dict[str, Any]) -> claims.Verdict:
             if compared:
                 parts.append(f"{task} vs {rival}: LN first in {wins}/{compared} ({', '.join(cells)})")
     if not checks:
-        return claims.Verdict("not tested here",
+        return Verdict("not tested here",
                               "no threshold of the validation metric was reached at this profile")
-    return claims.Verdict(_status(checks),
+    return Verdict(_status(checks),
                           f"steps to reach a validation threshold, LN-LSTM vs rival: {'; '.join(parts)}")
 
 
@@ -601,7 +595,7 @@ def _h9_numbers(log: dict[str, Any], which: str) -> tuple[float, float]:
     return decades(norms["grad_h"]), decades(norms["h"][half:])
 
 
-def verdict_h9(record: dict[str, Any]) -> claims.Verdict:
+def verdict_h9(record: dict[str, Any]) -> Verdict:
     """H9, LN stabilizes the hidden-state dynamics: on each task, before and after training, does the
     LN-LSTM's gradient norm |dL/dh_t| span fewer orders of magnitude over the time steps than the LSTM's,
     and does its hidden-state norm |h_t| over the second half of the sequence? (Seed ``seed``'s runs.)"""
@@ -623,8 +617,8 @@ def verdict_h9(record: dict[str, Any]) -> claims.Verdict:
                 bn_part = f", BN {g_bn:.2f}/{h_bn:.2f}"
             parts.append(f"{task} {label}: LN {g_ln:.2f}/{h_ln:.2f}, LSTM {g_lstm:.2f}/{h_lstm:.2f}{bn_part}")
     if not checks:
-        return claims.Verdict("not tested here", "the result holds no LN-LSTM and LSTM norms to compare")
-    return claims.Verdict(_status(checks), f"LN-LSTM more stable than the LSTM in {sum(checks)} of {len(checks)} "
+        return Verdict("not tested here", "the result holds no LN-LSTM and LSTM norms to compare")
+    return Verdict(_status(checks), f"LN-LSTM more stable than the LSTM in {sum(checks)} of {len(checks)} "
                                            f"comparisons; decades spanned by |dL/dh_t| (all t) / |h_t| (second "
                                            f"half): {'; '.join(parts)}")
 
@@ -634,34 +628,34 @@ def mean_valid(logs: list[dict[str, Any]]) -> float:
     return float(np.median([np.mean([v for v in log["valid"] if v is not None]) for log in logs]))
 
 
-def verdict_h12(record: dict[str, Any]) -> claims.Verdict:
+def verdict_h12(record: dict[str, Any]) -> Verdict:
     """H12 on sequential MNIST, mean validation error over training (lower is better): (a) the paper's
     observation, LN-LSTM with gain 1.0 at least as good as with 0.1; (b) the ledger's reading, "insensitive
     unlike recurrent BN": the LN-LSTM's change between the two gains smaller than the BN-LSTM's."""
     d = record["data"]
     runs = {v: select(d, "seqmnist", v) for v in ("ln_lstm", "ln_lstm_gain0.1", "bn_lstm", "bn_lstm_gain1")}
     if not all(runs.values()):
-        return claims.Verdict("not tested here",
+        return Verdict("not tested here",
                               "the result lacks one of the four gain variants on sequential MNIST")
     m = {v: mean_valid(logs) for v, logs in runs.items()}
     ln_change = m["ln_lstm_gain0.1"] - m["ln_lstm"]
     bn_change = m["bn_lstm"] - m["bn_lstm_gain1"]
     checks = [m["ln_lstm"] <= m["ln_lstm_gain0.1"], abs(ln_change) < abs(bn_change)]
-    return claims.Verdict(_status(checks), f"mean validation error over training (%): LN-LSTM gain 1.0 "
+    return Verdict(_status(checks), f"mean validation error over training (%): LN-LSTM gain 1.0 "
                                            f"{100 * m['ln_lstm']:.2f}, gain 0.1 {100 * m['ln_lstm_gain0.1']:.2f}; "
                                            f"BN-LSTM gain 0.1 {100 * m['bn_lstm']:.2f}, gain 1.0 "
                                            f"{100 * m['bn_lstm_gain1']:.2f}; changing the gain moves LN by "
                                            f"{100 * abs(ln_change):.2f} points, BN by {100 * abs(bn_change):.2f}")
 
 
-def verdict_h13(record: dict[str, Any]) -> claims.Verdict:
+def verdict_h13(record: dict[str, Any]) -> Verdict:
     """H13 on the adding problem, at every test length longer than the training length: (a) the LN-LSTM
     still explains at least half the variance (squared error below half the trivial 1/6), (b) its squared
     error is at most the BN-LSTM's (which reuses its last trained step's statistics). Medians over seeds."""
     d = record["data"]
     ln, bn, lstm = (select(d, "adding", v) for v in ("ln_lstm", "bn_lstm", "lstm"))
     if not ln or not bn or "test_mse" not in ln[0] or "test_mse" not in bn[0]:
-        return claims.Verdict("not tested here", "the result has no adding-problem length evaluation of LN and BN")
+        return Verdict("not tested here", "the result has no adding-problem length evaluation of LN and BN")
     lengths = ln[0]["lengths"]
 
     def med(logs: list[dict[str, Any]], key: str, i: int) -> float:
@@ -675,7 +669,7 @@ def verdict_h13(record: dict[str, Any]) -> claims.Verdict:
         parts.append(f"T={length}: LN {a:.4f}, BN {b:.4f}{extra}")
         if i > 0:
             checks += [a < ADDING_TRIVIAL_MSE / 2, a <= b]
-    return claims.Verdict(_status(checks), f"adding-problem squared error (trivial {ADDING_TRIVIAL_MSE:.4f}), "
+    return Verdict(_status(checks), f"adding-problem squared error (trivial {ADDING_TRIVIAL_MSE:.4f}), "
                                            f"trained at T={lengths[0]}: {'; '.join(parts)}")
 
 
