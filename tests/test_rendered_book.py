@@ -88,14 +88,13 @@ def test_every_page_renders_its_equations_offline(browser):
     for page in _pages():
         source = page.read_text(encoding="utf-8")
         expected = len(re.findall(r'class="math[ "]', source))
-        dom = _render(browser, page, "--dump-dom").stdout
+        shot = SHOTS / (str(page.relative_to(HTML)).replace("/", "__").removesuffix(".html") + ".png")
+        dom = _render(browser, page, "--dump-dom", f"--screenshot={shot}").stdout  # one load, both outputs
         rendered = dom.count("<mjx-container")
         if rendered < expected:
             failures.append(f"{page.relative_to(HTML)}: {rendered} of {expected} equations typeset")
         if "<mjx-merror" in dom:
             failures.append(f"{page.relative_to(HTML)}: MathJax reports a TeX error")
-        shot = SHOTS / (str(page.relative_to(HTML)).replace("/", "__").removesuffix(".html") + ".png")
-        _render(browser, page, f"--screenshot={shot}")
         if not shot.exists() or shot.stat().st_size < 10_000:
             failures.append(f"{page.relative_to(HTML)}: no screenshot")
     assert not failures, "\n".join(failures)
