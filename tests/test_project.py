@@ -93,7 +93,18 @@ def test_chapter_is_committed_executed_with_parameters(path):
     assert not any(o["output_type"] == "error" for c in code for o in c["outputs"]), "stored error output"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     assert "papermill" not in nb["metadata"], "volatile papermill metadata must be stripped (make notebooks)"
-    assert "".join(nb["cells"][0]["source"]).startswith("# "), "first cell must be the '# Title' heading"
+    assert nb["cells"][0]["cell_type"] == "code" and "colab-setup" in nb["cells"][0]["metadata"]["tags"], \
+        "first cell must be the Colab setup cell (make colab-cells)"
+    assert "".join(nb["cells"][1]["source"]).startswith("# "), "second cell must be the '# Title' heading"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_colab_cell_matches_the_repository_setting(path):
+    """The hidden first cell clones the repository named in _config.yml, and does nothing elsewhere."""
+    cell = json.loads(path.read_text())["cells"][0]
+    assert "".join(cell["source"]) == _book.colab_cell_source(ROOT / "_config.yml")
+    assert set(_book.COLAB_TAGS) <= set(cell["metadata"]["tags"])
+    assert cell["outputs"] == [], "the Colab cell must print nothing outside Colab"
 
 
 def test_strip_volatile_metadata_keeps_tags(tmp_path):
