@@ -36,12 +36,17 @@ def provenance_card(record: dict[str, Any]) -> str:
     commit = prov.get("git_commit") or "unknown"
     modified = " (lnlib modified)" if prov.get("code_modified") else ""
     versions = ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
-    params = ", ".join(f"{k}={_short(v)}" for k, v in record["params"].items())
+    flat = {k: v for k, v in record["params"].items() if not isinstance(v, dict)}
+    nested = {k: v for k, v in record["params"].items() if isinstance(v, dict)}
+    lines = [f"  parameters: {', '.join(f'{k}={_short(v)}' for k, v in flat.items())}"] if flat else []
+    lines += [f"  parameters of {k}: {', '.join(f'{kk}={_short(vv)}' for kk, vv in v.items())}"
+              for k, v in nested.items()]
     return "\n".join([
         f"Provenance: experiment {record['experiment']}, profile {record['profile']}, seed {record['seed']}",
-        f"  parameters: {params}",
+        *lines,
         f"  commit {commit[:12]}{modified}; {versions}",
-        f"  device {prov['device']}; wall time {prov['wall_time_s']:.1f} s; created {prov['created_utc']}",
+        f"  device {prov['device']}; wall time {prov['wall_time_s']:.1f} s{_training(record)}; "
+        f"created {prov['created_utc']}",
     ])
 
 
@@ -51,3 +56,9 @@ def _short(value: Any, limit: int = 6) -> str:
         return str(value)
     ends = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in (value[0], value[1], value[-1])]
     return f"[{ends[0]}, {ends[1]}, ..., {ends[2]}] ({len(value)} values)"
+
+
+def _training(record: dict[str, Any]) -> str:
+    """For experiments whose runs are trained separately (and resumed), the summed training time."""
+    seconds = record["data"].get("training_seconds") if isinstance(record.get("data"), dict) else None
+    return "" if not seconds else f" (assembly; training of all runs {seconds / 60:.1f} min)"
