@@ -63,3 +63,21 @@ def test_a_verdict_changes_when_the_numbers_do():
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError, match="status must be one of"):
         claims.Verdict("sort of", "no")
+
+
+def _fig6_record(ln_nll, bn_nll):
+    def log(variant, nll):
+        return {"spec": {"kind": "main", "variant": variant, "batch_size": 128, "seed": 0},
+                "epoch": list(range(1, len(nll) + 1)), "train_nll": nll, "test_error": [0.02] * len(nll)}
+    return {"params": {"main_batch_sizes": {"128": len(ln_nll)}},
+            "data": {"runs": {"ln": log("layernorm", ln_nll), "bn": log("batchnorm", bn_nll)}}}
+
+
+@pytest.mark.parametrize("ln,bn,status", [
+    ([0.5, 0.05, 0.005, 0.0005], [0.5, 0.2, 0.05, 0.005], "reproduced"),          # LN first everywhere
+    ([0.5, 0.05, 0.005, 0.0005], [0.5, 0.05, 0.05, 0.005], "reproduced"),         # one tie, no loss
+    ([0.5, 0.2, 0.005, 0.0005], [0.05, 0.05, 0.05, 0.005], "partly reproduced"),  # a win and a loss
+    ([0.5, 0.2, 0.05, 0.05], [0.05, 0.005, 0.0005, 0.0005], "not reproduced"),    # BN first everywhere
+])
+def test_h4_counts_wins_ties_and_losses(ln, bn, status):
+    assert claims.h4_faster_convergence(_fig6_record(ln, bn)).status == status
