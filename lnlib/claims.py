@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from .experiments import rnn
+from .experiments import fig6_mnist, rnn
 from .verdicts import STATUSES, Verdict, status_of as _status
 
 def _largest(values: list[float | None]) -> float:
@@ -102,13 +102,6 @@ def _runs(record: Record, kind: str, variant: str, batch_size: int) -> list[Reco
     return sorted(logs, key=lambda log: log["spec"]["seed"])
 
 
-def _first_epoch_below(log: Record, key: str, threshold: float) -> int | None:
-    for epoch, value in zip(log["epoch"], log[key]):
-        if value is not None and value <= threshold:
-            return epoch
-    return None
-
-
 FIG6_THRESHOLDS = (1e-1, 1e-2, 1e-3)
 
 
@@ -126,15 +119,13 @@ def h4_faster_convergence(record: Record) -> Verdict:
         ln = _runs(record, "main", "layernorm", bs)[0]
         bn = _runs(record, "main", "batchnorm", bs)[0]
         for t in FIG6_THRESHOLDS:
-            a, b = _first_epoch_below(ln, "train_nll", t), _first_epoch_below(bn, "train_nll", t)
-            if a is None and b is None:
+            a, b = fig6_mnist.epochs_to_reach(ln, "train_nll", t), fig6_mnist.epochs_to_reach(bn, "train_nll", t)
+            outcome = fig6_mnist.race(a, b)
+            if outcome is None:
                 continue
-            if a == b:
-                ties += 1
-            elif b is None or (a is not None and a < b):
-                wins += 1
-            else:
-                losses += 1
+            wins += outcome == "earlier"
+            ties += outcome == "tie"
+            losses += outcome == "later"
             parts.append(f"bz{bs} NLL<={t:g}: LN {a or '-'}, BN {b or '-'}")
     if not parts:
         return Verdict("not tested here", "no training-NLL threshold was reached at this profile")

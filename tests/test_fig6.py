@@ -63,6 +63,13 @@ def test_plan_assigns_every_run_exactly_once():
     assert not any(s["variant"] == "batchnorm" and s["batch_size"] == 1 for s in specs)
 
 
+def test_epochs_to_reach_and_race_name_who_gets_there_first():
+    log = {"epoch": [1, 2, 3], "train_nll": [0.5, None, 0.05]}
+    assert fig6.epochs_to_reach(log, "train_nll", 0.1) == 3 and fig6.epochs_to_reach(log, "train_nll", 0.01) is None
+    assert fig6.race(2, 5) == "earlier" and fig6.race(5, 2) == "later" and fig6.race(4, 4) == "tie"
+    assert fig6.race(7, None) == "earlier" and fig6.race(None, 7) == "later" and fig6.race(None, None) is None
+
+
 def test_choice_takes_the_lowest_mean_validation_error():
     params = {"sweep_activations": ["relu", "tanh"], "sweep_lrs": [1e-3, 3e-3]}
 

@@ -336,6 +336,16 @@ def epochs_to_reach(log: dict[str, Any], key: str, threshold: float) -> int | No
     return None
 
 
+def race(first: int | None, second: int | None) -> str | None:
+    """Who gets there first, from two ``epochs_to_reach`` answers: ``"earlier"`` when ``first`` does (or
+    ``second`` never does), ``"tie"`` at the same epoch, ``"later"`` otherwise, ``None`` when neither does."""
+    if first is None and second is None:
+        return None
+    if first == second:
+        return "tie"
+    return "earlier" if second is None or (first is not None and first < second) else "later"
+
+
 def at_epoch(log: dict[str, Any], key: str, epoch: int) -> float | None:
     """``log[key]`` at ``epoch`` (1-based), ``None`` if the run did not get that far."""
     return log[key][epoch - 1] if epoch <= len(log[key]) else None
