@@ -155,3 +155,17 @@ def test_citation_cff_validates_against_the_cff_1_2_0_schema():
     assert not errors, errors
     assert citation["cff-version"] == "1.2.0"
     assert any(ref.get("title") == "Layer Normalization" for ref in citation["references"])
+
+
+def test_how_to_cite_page_agrees_with_citation_cff_and_the_configured_repository():
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    repository = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert citation["repository-code"] == repository
+    page = (ROOT / "citing.md").read_text()
+    bibtex = re.search(r"@software\{[^`]*?\n\}", page).group(0)
+    fields = dict(re.findall(r"^\s*(\w+)\s*=\s*\{(.*)\},?$", bibtex, re.M))
+    assert fields["title"].replace("\\&", "&") == citation["title"]
+    assert fields["version"] == citation["version"]
+    assert fields["year"] == str(citation["date-released"])[:4]
+    assert fields["url"] == repository
+    assert "{cite}`ba2016layer`" in page
