@@ -70,6 +70,13 @@ def test_epochs_to_reach_and_race_name_who_gets_there_first():
     assert fig6.race(7, None) == "earlier" and fig6.race(None, 7) == "later" and fig6.race(None, None) is None
 
 
+def test_worker_command_line_checks_the_worker_index():
+    args = fig6.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "1", "--workers", "2"])
+    assert (args.profile, args.seed, args.device, args.worker, args.workers) == ("smoke", 0, "cpu", 1, 2)
+    with pytest.raises(SystemExit, match="--worker must be in"):
+        fig6.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "2", "--workers", "2"])
+
+
 def test_choice_takes_the_lowest_mean_validation_error():
     params = {"sweep_activations": ["relu", "tanh"], "sweep_lrs": [1e-3, 3e-3]}
 

@@ -457,9 +457,10 @@ def _prepare_device(device: str) -> torch.device:
     return dev
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train this worker's share of the Figure 6 runs of a profile.")
-    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
+def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
+    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--profile", choices=sorted(profiles), required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", type=int, default=0)
@@ -467,6 +468,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 <= args.worker < args.workers:
         raise SystemExit(f"--worker must be in [0, {args.workers - 1}], got {args.worker}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_worker_args("Train this worker's share of the Figure 6 runs of a profile.", PROFILES, argv)
     params = PROFILES[args.profile]
     folder = checkpoint_dir(args.profile, args.seed)
     dev = _prepare_device(args.device)

@@ -55,7 +55,6 @@ lnlib.experiments.rnn --profile cpu --worker 0 --workers 2`` trains every second
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -75,7 +74,7 @@ from ..verdicts import Verdict
 from ..verdicts import status_of as _status
 from ..data import mnist
 from ..torch import recurrent as rt
-from .fig6_mnist import _jsonable, _prepare_device, _save_checkpoint
+from .fig6_mnist import _jsonable, _prepare_device, _save_checkpoint, parse_worker_args
 
 NAME = "rnn"
 TASKS = ("seqmnist", "adding")
@@ -712,15 +711,7 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train this worker's share of the recurrent runs of a profile.")
-    parser.add_argument("--profile", choices=sorted(PROFILES), required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--worker", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
-    if not 0 <= args.worker < args.workers:
-        raise SystemExit(f"--worker must be in [0, {args.workers - 1}], got {args.worker}")
+    args = parse_worker_args("Train this worker's share of the recurrent runs of a profile.", PROFILES, argv)
     params = PROFILES[args.profile]
     folder = checkpoint_dir(args.profile, args.seed)
     dev = _prepare_device(args.device)
