@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,14 +74,37 @@ def write_colab_cell(path: Path, source: str) -> bool:
     return True
 
 
+def coalesce_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge consecutive stream outputs of the same stream into one.
+
+    How a cell's prints are cut into stream messages depends on when the kernel flushed, so the same
+    output can be stored as one message on one run and two on the next; merged, the file is the same.
+    """
+    merged: list[dict[str, Any]] = []
+    for out in outputs:
+        previous = merged[-1] if merged else None
+        if (previous is not None and out.get("output_type") == "stream"
+                and previous.get("output_type") == "stream" and previous.get("name") == out.get("name")):
+            text = "".join(previous["text"]) + "".join(out["text"])
+            previous["text"] = text.splitlines(keepends=True)
+        else:
+            merged.append(out)
+    return merged
+
+
 def strip_volatile_metadata(path: Path) -> None:
-    """Remove papermill's and Jupyter's per-run metadata from a notebook file (tags are kept)."""
+    """Remove papermill's and Jupyter's per-run metadata from a notebook file (tags are kept), merge split
+    stream outputs, and replace the file atomically."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb.get("metadata", {}).pop("papermill", None)
     for cell in nb.get("cells", []):
         for key in _VOLATILE_CELL_KEYS:
             cell.get("metadata", {}).pop(key, None)
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if "outputs" in cell:
+            cell["outputs"] = coalesce_streams(cell["outputs"])
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = None, *,

@@ -118,6 +118,18 @@ def test_strip_volatile_metadata_keeps_tags(tmp_path):
     assert nb["cells"][0]["metadata"] == {"tags": ["parameters"]}
 
 
+def test_split_stream_outputs_are_merged_so_reruns_store_the_same_file():
+    outputs = [{"output_type": "stream", "name": "stdout", "text": ["a = 1\n"]},
+               {"output_type": "stream", "name": "stdout", "text": ["\n", "b = 2\n"]},
+               {"output_type": "stream", "name": "stderr", "text": ["warning\n"]},
+               {"output_type": "display_data", "data": {}, "metadata": {}},
+               {"output_type": "stream", "name": "stdout", "text": "c\n"}]
+    merged = _book.coalesce_streams(outputs)
+    assert [o.get("name") for o in merged] == ["stdout", "stderr", None, "stdout"]
+    assert merged[0]["text"] == ["a = 1\n", "\n", "b = 2\n"]
+    assert merged[3]["text"] == "c\n"
+
+
 @pytest.mark.parametrize("text,value", [("3", 3), ("0.5", 0.5), ("True", True), ("None", None), ("cpu", "cpu")])
 def test_parameter_values_are_parsed_like_papermill(text, value):
     assert _book._parse_value(text) == value
