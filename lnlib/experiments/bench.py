@@ -197,6 +197,54 @@ def training_step_rows(params: dict[str, Any], device: torch.device, tag: str = 
     return rows
 
 
+def pass_profile(shape: tuple[int, int], params: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """Each whole-array NumPy pass that ``lnlib.numpy``'s layer norm makes, timed alone, with a copy.
+
+    The forward standardizes (row sums, centre, sum of squares, scale by :math:`1/\\sigma`) and applies the
+    affine (two passes); the backward standardizes again and makes nine more passes. Each NumPy call reads
+    and writes its operands once, so the sum of these times, in units of a copy, is what fusing passes
+    (one sweep for the moments, one to normalize, as PyTorch's kernel does) would save.
+    """
+    m, n = shape
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    g = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=n)  # +-1: repeated y *= g stays finite
+    b = 1e-3 * rng.standard_normal(n, dtype=np.float32)  # small: y += b is repeated many times
+    y, hat = np.empty_like(x), np.empty_like(x)
+    per_row = np.ones(m, dtype=np.float32)[:, None]  # a factor of 1 keeps repeated in-place scalings finite
+    mean = (np.add.reduce(x, axis=1) / n)[:, None]
+    np.subtract(x, mean, out=hat)
+    standardize = [
+        ("row sums (np.add.reduce)", lambda: np.add.reduce(x, axis=1)),
+        ("centre (np.subtract, out=)", lambda: np.subtract(x, mean, out=y)),
+        ("row sums of squares (einsum)", lambda: np.einsum("ij,ij->i", y, y)),
+        ("scale rows by 1/sigma (in place)", lambda: np.multiply(y, per_row, out=y)),
+    ]
+    affine = [
+        ("multiply by gamma (in place)", lambda: np.multiply(y, g, out=y)),
+        ("add beta (in place)", lambda: np.add(y, b, out=y)),
+    ]
+    gradient = [
+        ("dgamma: column sums of dy * x_hat (einsum)", lambda: np.einsum("ij,ij->j", dy, hat)),
+        ("dbeta: column sums of dy", lambda: np.add.reduce(dy, axis=0)),
+        ("gamma * dy (out=)", lambda: np.multiply(dy, g, out=y)),
+        ("row sums of (gamma dy) * x_hat (einsum)", lambda: np.einsum("ij,ij->i", y, hat)),
+        ("row sums of gamma dy", lambda: np.add.reduce(y, axis=1)),
+        ("subtract the row means (in place)", lambda: np.subtract(y, mean, out=y)),
+        ("x_hat times a row factor (in place)", lambda: np.multiply(hat, per_row, out=hat)),
+        ("subtract x_hat (in place)", lambda: np.subtract(y, hat, out=y)),
+        ("scale rows by 1/sigma (in place)", lambda: np.multiply(y, per_row, out=y)),
+    ]
+
+    def timed(passes: list[tuple[str, Callable[[], object]]]) -> list[dict[str, Any]]:
+        return [{"pass": name, "seconds": median_seconds(call, params["repeats"], params["min_seconds"])}
+                for name, call in passes]
+
+    copy = median_seconds(lambda: np.copyto(y, x), params["repeats"], params["min_seconds"])
+    return {"shape": [m, n], "copy_seconds": copy, "standardize": timed(standardize),
+            "affine": timed(affine), "gradient": timed(gradient)}
+
+
 def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """All rows on one CPU thread (and on the GPU when ``device`` is CUDA); JSON-ready."""
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -210,6 +258,7 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
             for shape in tqdm(params["shapes"], desc="benchmark shapes", disable=not progress):
                 rows += cpu_rows(tuple(shape), params, rng)
             rows += training_step_rows(params, torch.device("cpu"))
+            passes = pass_profile(tuple(params["shapes"][0]), params, rng)
             libraries = [{k: v for k, v in info.items() if k in ("user_api", "internal_api", "version",
                                                                   "num_threads", "architecture")}
                          for info in threadpool_info()]
@@ -218,7 +267,7 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
     dev = torch.device(device)
     if dev.type == "cuda":
         rows += gpu_rows(params, dev, rng)
-    return {"rows": rows, "threads": 1, "thread_pools": libraries,
+    return {"rows": rows, "passes": passes, "threads": 1, "thread_pools": libraries,
             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
