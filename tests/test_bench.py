@@ -56,3 +56,11 @@ def test_smoke_benchmark_writes_a_valid_record(tmp_path, monkeypatch):
     impls = {row["impl"] for row in record["data"]["rows"]}
     assert {"lnlib.numpy", "naive numpy", "torch F", "lnlib.torch", "np.copyto"} <= impls
     assert all(row["seconds"] > 0 for row in record["data"]["rows"])
+
+
+def test_interleaved_timing_takes_turns_and_reports_per_call_medians():
+    order = []
+    medians = bench.interleaved_seconds([lambda: order.append("a"), lambda: order.append("b")], repeats=3, loop=2)
+    # one warm-up each, then loops in turns: a b, b a, a b
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"] + ["a", "a", "b", "b"]
+    assert len(medians) == 2 and all(m >= 0 for m in medians)

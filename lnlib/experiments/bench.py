@@ -16,7 +16,8 @@ Rows (``M x N`` input, layer norm over the last axis, batch norm over the first)
   and autograd forward+backward, with its default (fused kernels) and with ``native=False`` (the
   hand-derived backward);
 * a training step of the 784-1000-1000-10 LN-MLP of chapter 9 with ``lnlib.torch.LayerNorm`` against
-  ``torch.nn.LayerNorm``, at batch sizes 128 and 4 (Adam, fused);
+  ``torch.nn.LayerNorm``, at batch sizes 128 and 4 (Adam, fused), about ``train_steps`` steps each, the two
+  models taking turns loop by loop (:func:`interleaved_seconds`);
 * with a CUDA device, the torch rows again on the GPU (all threads, synchronized timings).
 """
 
@@ -70,6 +71,30 @@ def median_seconds(call: Callable[[], object], repeats: int, min_seconds: float,
         sync()
         times.append((time.perf_counter() - start) / n)
     return statistics.median(times)
+
+
+def interleaved_seconds(calls: list[Callable[[], object]], repeats: int, loop: int,
+                        sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Median seconds per call of each of ``calls``, timing ``loop`` calls at a time and taking turns
+    (forward order, then backward order, and so on).
+
+    Timed one after the other, two implementations meet different moments of a shared machine (another
+    process waking up, the clock changing); alternating their timed loops lets such drift hit both alike,
+    which is what a ratio between them needs.
+    """
+    for call in calls:
+        call()
+    sync()
+    times: list[list[float]] = [[] for _ in calls]
+    for repeat in range(repeats):
+        turns = list(zip(calls, times))
+        for call, spent in (turns if repeat % 2 == 0 else turns[::-1]):  # ABBA...: a trend cancels out
+            start = time.perf_counter()
+            for _ in range(loop):
+                call()
+            sync()
+            spent.append((time.perf_counter() - start) / loop)
+    return [statistics.median(spent) for spent in times]
 
 
 # --- naive NumPy: what one writes first ----------------------------------------------------------------
@@ -174,27 +199,34 @@ def torch_rows(norm: str, xt: torch.Tensor, dyt: torch.Tensor, gt: torch.Tensor,
 def training_step_rows(params: dict[str, Any], device: torch.device, tag: str = "") -> list[dict[str, Any]]:
     """A training step of chapter 9's LN-MLP: lnlib.torch.LayerNorm against torch.nn.LayerNorm."""
     rows = []
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    impls = (("torch.nn.LayerNorm", lambda h: nn.LayerNorm(h)),
+             ("lnlib.torch.LayerNorm", lambda h: lnt.LayerNorm(h)))
     for bs in (128, 4):
-        for impl, make in (("torch.nn.LayerNorm", lambda h: nn.LayerNorm(h)),
-                           ("lnlib.torch.LayerNorm", lambda h: lnt.LayerNorm(h))):
-            torch.manual_seed(0)
-            model = nn.Sequential(nn.Linear(784, 1000), make(1000), nn.ReLU(), nn.Linear(1000, 1000), make(1000),
-                                  nn.ReLU(), nn.Linear(1000, 10)).to(device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-            x = torch.rand(bs, 784, device=device)
-            y = torch.randint(0, 10, (bs,), device=device)
-
-            def step() -> None:
-                loss = nn.functional.cross_entropy(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-            sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-            seconds = median_seconds(step, params["repeats"], params["min_seconds"], sync)
+        steps = [_training_step(make, bs, device) for _, make in impls]
+        loop = max(1, params["train_steps"] // params["repeats"])
+        for (impl, _), seconds in zip(impls, interleaved_seconds(steps, params["repeats"], loop, sync)):
             rows.append({"shape": [bs, 1000], "norm": "layer norm", "direction": "training step",
                          "impl": impl + tag, "seconds": seconds})
     return rows
+
+
+def _training_step(make_norm: Callable[[int], nn.Module], batch_size: int, device: torch.device
+                   ) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 1000), make_norm(1000), nn.ReLU(), nn.Linear(1000, 1000),
+                          make_norm(1000), nn.ReLU(), nn.Linear(1000, 10)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    x = torch.rand(batch_size, 784, device=device)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 def pass_profile(shape: tuple[int, int], params: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
