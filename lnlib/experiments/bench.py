@@ -2,8 +2,9 @@ r"""Benchmarks: how fast lnlib's layer norm and batch norm are, against PyTorch 
 
 Method (after ``shared/reference/performance.md``): one thread (``threadpoolctl`` for NumPy's BLAS,
 ``torch.set_num_threads(1)``), float32, C-contiguous inputs prepared outside the timed region, one warm-up
-call, then ``repeats`` timings of a loop long enough to take at least ``min_seconds``; the *median* time
-per call is reported. Effective bandwidth counts the compulsory traffic only: forward = read x + write y
+call, a loop long enough to take at least ``min_seconds`` per implementation, then ``repeats`` rounds in
+which all the implementations of one shape take turns (in alternating order, so that the drift of a shared
+machine hits them alike); the *median* time per call is reported. Effective bandwidth counts the compulsory traffic only: forward = read x + write y
 (:math:`8MN` bytes in float32), backward = read x and dy + write dx (:math:`12MN`); the references are
 ``np.copyto`` (read + write) and ``np.add(a, b, out=c)`` (two reads + a write), timed in the same run, so
 ratios survive a change of machine while milliseconds do not.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,52 +50,64 @@ PROFILES: dict[str, dict[str, Any]] = {
 EPS = 1e-5
 
 
+def loop_length(call: Callable[[], object], min_seconds: float, sync: Callable[[], None] = lambda: None) -> int:
+    """How many calls in a row take at least ``min_seconds`` (doubling from 1, after one warm-up call)."""
+    call()
+    sync()
+    n = 1
+    while n < 1 << 20:
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        sync()
+        if time.perf_counter() - start >= min_seconds:
+            break
+        n *= 2
+    return n
+
+
 def median_seconds(call: Callable[[], object], repeats: int, min_seconds: float,
                    sync: Callable[[], None] = lambda: None) -> float:
     """Median seconds per call over ``repeats`` loops, each long enough to take ``min_seconds``."""
-    call()
-    sync()
-    n, elapsed = 1, 0.0
-    while True:  # calibrate the loop length
-        start = time.perf_counter()
-        for _ in range(n):
-            call()
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds or n >= 1 << 20:
-            break
-        n *= 2
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            call()
-        sync()
-        times.append((time.perf_counter() - start) / n)
-    return statistics.median(times)
+    return interleaved_seconds([call], repeats, [loop_length(call, min_seconds, sync)], sync)[0]
 
 
-def interleaved_seconds(calls: list[Callable[[], object]], repeats: int, loop: int,
+Job = tuple[dict[str, Any], Callable[[], object]]  # a row without its time, and the call that times it
+
+
+def time_jobs(jobs: list[Job], params: dict[str, Any], sync: Callable[[], None] = lambda: None
+              ) -> list[dict[str, Any]]:
+    """Rows with ``seconds``: every job's loop calibrated alone, then all jobs timed in turns."""
+    calls = [call for _, call in jobs]
+    loops = [loop_length(call, params["min_seconds"], sync) for call in calls]
+    seconds = interleaved_seconds(calls, params["repeats"], loops, sync)
+    return [{**row, "seconds": t} for (row, _), t in zip(jobs, seconds)]
+
+
+def interleaved_seconds(calls: list[Callable[[], object]], repeats: int, loop: int | list[int],
                         sync: Callable[[], None] = lambda: None) -> list[float]:
     """Median seconds per call of each of ``calls``, timing ``loop`` calls at a time and taking turns
     (forward order, then backward order, and so on).
 
     Timed one after the other, two implementations meet different moments of a shared machine (another
     process waking up, the clock changing); alternating their timed loops lets such drift hit both alike,
-    which is what a ratio between them needs.
+    which is what a ratio between them needs. ``loop`` is one length for all calls or one per call.
     """
+    loops = [loop] * len(calls) if isinstance(loop, int) else list(loop)
+    if len(loops) != len(calls):
+        raise ValueError(f"loop must be an int or one length per call ({len(calls)}), got {len(loops)}")
     for call in calls:
         call()
     sync()
     times: list[list[float]] = [[] for _ in calls]
     for repeat in range(repeats):
-        turns = list(zip(calls, times))
-        for call, spent in (turns if repeat % 2 == 0 else turns[::-1]):  # ABBA...: a trend cancels out
+        turns = list(zip(calls, loops, times))
+        for call, n, spent in (turns if repeat % 2 == 0 else turns[::-1]):  # ABBA...: a trend cancels out
             start = time.perf_counter()
-            for _ in range(loop):
+            for _ in range(n):
                 call()
             sync()
-            spent.append((time.perf_counter() - start) / loop)
+            spent.append((time.perf_counter() - start) / n)
     return [statistics.median(spent) for spent in times]
 
 
@@ -125,14 +139,13 @@ def cpu_rows(shape: tuple[int, int], params: dict[str, Any], rng: np.random.Gene
     dy = rng.standard_normal((m, n), dtype=np.float32)
     out = np.empty_like(x)
     xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-    rows: list[dict[str, Any]] = []
+    jobs: list[Job] = []
 
-    def add(norm: str, direction: str, impl: str, seconds: float) -> None:
-        rows.append({"shape": [m, n], "norm": norm, "direction": direction, "impl": impl, "seconds": seconds})
+    def add(norm: str, direction: str, impl: str, call: Callable[[], object]) -> None:
+        jobs.append(({"shape": [m, n], "norm": norm, "direction": direction, "impl": impl}, call))
 
-    timed = lambda f: median_seconds(f, params["repeats"], params["min_seconds"])  # noqa: E731
-    add("copy", "forward", "np.copyto", timed(lambda: np.copyto(out, x)))
-    add("copy", "backward", "np.add 2R1W", timed(lambda: np.add(x, dy, out=out)))
+    add("copy", "forward", "np.copyto", lambda: np.copyto(out, x))
+    add("copy", "backward", "np.add 2R1W", lambda: np.add(x, dy, out=out))
     for norm, axis in (("layer norm", 1), ("batch norm", 0)):
         size = n if axis == 1 else m
         pshape = (size,) if axis == 1 else (1, n)
@@ -142,22 +155,22 @@ def cpu_rows(shape: tuple[int, int], params: dict[str, Any], rng: np.random.Gene
         fwd = lnp.layer_norm if axis == 1 else lnp.batch_norm
         bwd = lnp.layer_norm_backward if axis == 1 else lnp.batch_norm_backward
         kwargs = {"out": out} if axis == 1 else {}
-        add(norm, "forward", "lnlib.numpy", timed(lambda: fwd(x, g, b, axis=axis, **kwargs)))
-        add(norm, "forward", "naive numpy", timed(lambda: naive_layer_norm(x, g, b, axis)))
-        add(norm, "backward", "lnlib.numpy", timed(lambda: bwd(dy, x, g, b, axis=axis)))
-        add(norm, "backward", "naive numpy", timed(lambda: naive_layer_norm_backward(dy, x, g, axis)))
-        rows += torch_rows(norm, xt, dyt, gt, bt, shape, timed)
-    return rows
+        add(norm, "forward", "lnlib.numpy", partial(fwd, x, g, b, axis=axis, **kwargs))
+        add(norm, "forward", "naive numpy", partial(naive_layer_norm, x, g, b, axis))
+        add(norm, "backward", "lnlib.numpy", partial(bwd, dy, x, g, b, axis=axis))
+        add(norm, "backward", "naive numpy", partial(naive_layer_norm_backward, dy, x, g, axis))
+        jobs += torch_jobs(norm, xt, dyt, gt, bt, shape)
+    return time_jobs(jobs, params)
 
 
-def torch_rows(norm: str, xt: torch.Tensor, dyt: torch.Tensor, gt: torch.Tensor, bt: torch.Tensor,
-               shape: tuple[int, int], timed: Callable[[Callable[[], object]], float], tag: str = "") -> list:
-    """The torch rows (F.* and lnlib.torch) for one shape, on ``xt``'s device."""
+def torch_jobs(norm: str, xt: torch.Tensor, dyt: torch.Tensor, gt: torch.Tensor, bt: torch.Tensor,
+               shape: tuple[int, int], tag: str = "") -> list[Job]:
+    """The torch jobs (F.* and lnlib.torch) for one shape, on ``xt``'s device."""
     m, n = shape
-    rows = []
+    jobs: list[Job] = []
 
-    def add(direction: str, impl: str, seconds: float) -> None:
-        rows.append({"shape": [m, n], "norm": norm, "direction": direction, "impl": impl + tag, "seconds": seconds})
+    def add(direction: str, impl: str, call: Callable[[], object]) -> None:
+        jobs.append(({"shape": [m, n], "norm": norm, "direction": direction, "impl": impl + tag}, call))
 
     if norm == "layer norm":
         def reference(a, w, b):
@@ -172,15 +185,13 @@ def torch_rows(norm: str, xt: torch.Tensor, dyt: torch.Tensor, gt: torch.Tensor,
         def ours(a, w, b, native=True):
             return lnt.batch_norm(a, w.view(1, n), b.view(1, n), axis=0, eps=EPS, native=native)
 
-    with torch.no_grad():
-        add("forward", "torch F", timed(lambda: reference(xt, gt, bt)))
-        add("forward", "lnlib.torch", timed(lambda: ours(xt, gt, bt)))
-        add("forward", "lnlib.torch native=False", timed(lambda: ours(xt, gt, bt, native=False)))
+    add("forward", "torch F", without_grad(reference, xt, gt, bt))
+    add("forward", "lnlib.torch", without_grad(ours, xt, gt, bt))
+    add("forward", "lnlib.torch native=False", without_grad(ours, xt, gt, bt, native=False))
     if norm == "layer norm":
         _, mean, rstd = torch.ops.aten.native_layer_norm(xt, [n], gt, bt, EPS)
         add("backward", "torch native backward",
-            timed(lambda: torch.ops.aten.native_layer_norm_backward(dyt, xt, [n], mean, rstd, gt, bt,
-                                                                    [True, True, True])))
+            partial(torch.ops.aten.native_layer_norm_backward, dyt, xt, [n], mean, rstd, gt, bt, [True, True, True]))
     leaves = [t.clone().requires_grad_(True) for t in (xt, gt, bt)]
 
     def fwd_bwd(function: Callable[..., torch.Tensor]) -> Callable[[], None]:
@@ -190,10 +201,18 @@ def torch_rows(norm: str, xt: torch.Tensor, dyt: torch.Tensor, gt: torch.Tensor,
             function(*leaves).backward(dyt)
         return step
 
-    add("forward+backward", "torch F", timed(fwd_bwd(reference)))
-    add("forward+backward", "lnlib.torch", timed(fwd_bwd(ours)))
-    add("forward+backward", "lnlib.torch native=False", timed(fwd_bwd(lambda a, w, b: ours(a, w, b, native=False))))
-    return rows
+    add("forward+backward", "torch F", fwd_bwd(reference))
+    add("forward+backward", "lnlib.torch", fwd_bwd(ours))
+    add("forward+backward", "lnlib.torch native=False", fwd_bwd(partial(ours, native=False)))
+    return jobs
+
+
+def without_grad(function: Callable[..., object], *args: Any, **kwargs: Any) -> Callable[[], object]:
+    """A call of ``function`` under ``torch.no_grad()`` (a forward pass timed without the autograd graph)."""
+    def call() -> object:
+        with torch.no_grad():
+            return function(*args, **kwargs)
+    return call
 
 
 def training_step_rows(params: dict[str, Any], device: torch.device, tag: str = "") -> list[dict[str, Any]]:
@@ -268,13 +287,14 @@ def pass_profile(shape: tuple[int, int], params: dict[str, Any], rng: np.random.
         ("scale rows by 1/sigma (in place)", lambda: np.multiply(y, per_row, out=y)),
     ]
 
-    def timed(passes: list[tuple[str, Callable[[], object]]]) -> list[dict[str, Any]]:
-        return [{"pass": name, "seconds": median_seconds(call, params["repeats"], params["min_seconds"])}
-                for name, call in passes]
-
-    copy = median_seconds(lambda: np.copyto(y, x), params["repeats"], params["min_seconds"])
-    return {"shape": [m, n], "copy_seconds": copy, "standardize": timed(standardize),
-            "affine": timed(affine), "gradient": timed(gradient)}
+    groups = {"standardize": standardize, "affine": affine, "gradient": gradient}
+    jobs: list[Job] = [({"group": "copy", "pass": "copy"}, lambda: np.copyto(y, x))]
+    jobs += [({"group": group, "pass": name}, call) for group, passes in groups.items() for name, call in passes]
+    timed = time_jobs(jobs, params)
+    profile: dict[str, Any] = {"shape": [m, n], "copy_seconds": timed[0]["seconds"]}
+    for group in groups:
+        profile[group] = [{"pass": row["pass"], "seconds": row["seconds"]} for row in timed if row["group"] == group]
+    return profile
 
 
 def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
@@ -305,14 +325,14 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
 
 def gpu_rows(params: dict[str, Any], dev: torch.device, rng: np.random.Generator) -> list[dict[str, Any]]:
     rows = []
-    timed = lambda f: median_seconds(f, params["repeats"], params["min_seconds"], torch.cuda.synchronize)  # noqa: E731
     for m, n in params["shapes"]:
         xt = torch.randn(m, n, device=dev)
         dyt = torch.randn(m, n, device=dev)
+        jobs: list[Job] = []
         for norm in ("layer norm", "batch norm"):
-            size = n
-            gt, bt = torch.randn(size, device=dev), torch.randn(size, device=dev)
-            rows += torch_rows(norm, xt, dyt, gt, bt, (m, n), timed, tag=" (GPU)")
+            gt, bt = torch.randn(n, device=dev), torch.randn(n, device=dev)
+            jobs += torch_jobs(norm, xt, dyt, gt, bt, (m, n), tag=" (GPU)")
+        rows += time_jobs(jobs, params, torch.cuda.synchronize)
     rows += training_step_rows(params, dev, tag=" (GPU)")
     return rows
 
