@@ -4,10 +4,10 @@ Method (after ``shared/reference/performance.md``): one thread (``threadpoolctl`
 ``torch.set_num_threads(1)``), float32, C-contiguous inputs prepared outside the timed region, one warm-up
 call, a loop long enough to take at least ``min_seconds`` per implementation, then ``repeats`` rounds in
 which all the implementations of one shape take turns (in alternating order, so that the drift of a shared
-machine hits them alike); the *median* time per call is reported. Effective bandwidth counts the compulsory traffic only: forward = read x + write y
-(:math:`8MN` bytes in float32), backward = read x and dy + write dx (:math:`12MN`); the references are
-``np.copyto`` (read + write) and ``np.add(a, b, out=c)`` (two reads + a write), timed in the same run, so
-ratios survive a change of machine while milliseconds do not.
+machine hits them alike); the *median* time per call is reported. Effective bandwidth counts the compulsory
+traffic only: forward = read x + write y (:math:`8MN` bytes in float32), backward = read x and dy + write
+dx (:math:`12MN`); the references are ``np.copyto`` (read + write) and ``np.add(a, b, out=c)`` (two reads
++ a write), timed in the same run, so ratios survive a change of machine while milliseconds do not.
 
 Rows (``M x N`` input, layer norm over the last axis, batch norm over the first):
 
@@ -64,12 +64,6 @@ def loop_length(call: Callable[[], object], min_seconds: float, sync: Callable[[
             break
         n *= 2
     return n
-
-
-def median_seconds(call: Callable[[], object], repeats: int, min_seconds: float,
-                   sync: Callable[[], None] = lambda: None) -> float:
-    """Median seconds per call over ``repeats`` loops, each long enough to take ``min_seconds``."""
-    return interleaved_seconds([call], repeats, [loop_length(call, min_seconds, sync)], sync)[0]
 
 
 Job = tuple[dict[str, Any], Callable[[], object]]  # a row without its time, and the call that times it
@@ -249,7 +243,7 @@ def _training_step(make_norm: Callable[[int], nn.Module], batch_size: int, devic
 
 
 def pass_profile(shape: tuple[int, int], params: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    """Each whole-array NumPy pass that ``lnlib.numpy``'s layer norm makes, timed alone, with a copy.
+    """Each whole-array NumPy pass that ``lnlib.numpy``'s layer norm makes, on its own, next to a copy.
 
     The forward standardizes (row sums, centre, sum of squares, scale by :math:`1/\\sigma`) and applies the
     affine (two passes); the backward standardizes again and makes nine more passes. Each NumPy call reads
