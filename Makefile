@@ -21,7 +21,7 @@ help:
 	@echo "make test       unit tests, smoke runs, nbval and a warnings-as-errors book build"
 	@echo "make notebooks  re-execute every chapter in place with default parameters"
 	@echo "make reproduce PROFILE=cpu|paper|smoke   rerun the experiments (recompute=True)"
-	@echo "make bench      benchmark lnlib against torch and a memory copy (~3 min)"
+	@echo "make bench      benchmark lnlib against torch and a memory copy (~2 min)"
 	@echo "make clean / distclean   remove _build / also remove .venv"
 
 # The environment: a virtualenv with the pinned lock file, then lnlib itself (editable, no new deps).
