@@ -88,7 +88,7 @@ def coalesce_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text = "".join(previous["text"]) + "".join(out["text"])
             previous["text"] = text.splitlines(keepends=True)
         else:
-            merged.append(out)
+            merged.append(dict(out))  # a copy: merging later must not change the caller's outputs
     return merged
 
 

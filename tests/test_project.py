@@ -128,6 +128,7 @@ def test_split_stream_outputs_are_merged_so_reruns_store_the_same_file():
     assert [o.get("name") for o in merged] == ["stdout", "stderr", None, "stdout"]
     assert merged[0]["text"] == ["a = 1\n", "\n", "b = 2\n"]
     assert merged[3]["text"] == "c\n"
+    assert outputs[0]["text"] == ["a = 1\n"], "the input list is left as it was"
 
 
 @pytest.mark.parametrize("text,value", [("3", 3), ("0.5", 0.5), ("True", True), ("None", None), ("cpu", "cpu")])
