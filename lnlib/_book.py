@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from . import results
 
 _VOLATILE_CELL_KEYS = ("papermill", "execution")
 COLAB_TAGS = ["colab-setup", "remove-cell"]
@@ -102,9 +103,7 @@ def strip_volatile_metadata(path: Path) -> None:
             cell.get("metadata", {}).pop(key, None)
         if "outputs" in cell:
             cell["outputs"] = coalesce_streams(cell["outputs"])
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    results.write_json_atomic(path, nb, ensure_ascii=False)
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = None, *,

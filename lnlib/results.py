@@ -170,14 +170,16 @@ def without_volatile(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: Path, obj: object) -> Path:
-    """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace`` (all or nothing)."""
+def write_json_atomic(path: Path, obj: object, *, ensure_ascii: bool = True) -> Path:
+    """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace`` (all or nothing).
+
+    ``ensure_ascii=False`` keeps non-ASCII text as it is (notebooks store it that way)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=1, allow_nan=False)
+            json.dump(obj, handle, indent=1, allow_nan=False, ensure_ascii=ensure_ascii)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
