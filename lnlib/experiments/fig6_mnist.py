@@ -154,16 +154,32 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: torch.device = torch.device("cpu"),
-              progress: bool = True) -> dict[str, Any]:
-    """Train one network (or resume it from its last checkpoint); returns the run's log."""
-    key = run_key(spec)
+def finished_log(folder: Path, key: str) -> dict[str, Any] | None:
+    """The log of run ``key`` if it finished; otherwise ``None``, with ``folder`` ready for (re)training it."""
     done = folder / f"{key}.json"
     if done.exists():
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (*folder.glob(f".{key}.json.*.tmp"), *folder.glob(f"{key}.pt.tmp")):
         stale.unlink()  # left by a process killed while writing; the complete files are intact
+    return None
+
+
+def finish_run(folder: Path, key: str, log: dict[str, Any]) -> dict[str, Any]:
+    """Store the finished log of run ``key``, drop its checkpoint, and return the log as stored (JSON types)."""
+    done = folder / f"{key}.json"
+    results.write_json_atomic(done, _jsonable(log))
+    (folder / f"{key}.pt").unlink(missing_ok=True)
+    return json.loads(done.read_text())
+
+
+def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: torch.device = torch.device("cpu"),
+              progress: bool = True) -> dict[str, Any]:
+    """Train one network (or resume it from its last checkpoint); returns the run's log."""
+    key = run_key(spec)
+    finished = finished_log(folder, key)
+    if finished is not None:
+        return finished
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(run_seed(spec))
     model = make_mlp(spec["variant"], spec["activation"], spec["hidden"]).to(device)
@@ -213,9 +229,7 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
                                       "log": log, "epoch": epoch + 1})
     if spec.get("online_check"):
         log["online"] = online_inference(model, test)
-    results.write_json_atomic(done, _jsonable(log))
-    checkpoint.unlink(missing_ok=True)
-    return json.loads(done.read_text())
+    return finish_run(folder, key, log)
 
 
 def _tensors(data: mnist.MNIST, spec: dict[str, Any], device: torch.device):

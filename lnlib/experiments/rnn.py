@@ -74,7 +74,7 @@ from ..verdicts import Verdict
 from ..verdicts import status_of as _status
 from ..data import mnist
 from ..torch import recurrent as rt
-from .fig6_mnist import _jsonable, _prepare_device, _save_checkpoint, parse_worker_args
+from .fig6_mnist import _prepare_device, _save_checkpoint, finish_run, finished_log, parse_worker_args
 
 NAME = "rnn"
 TASKS = ("seqmnist", "adding")
@@ -384,12 +384,9 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
               device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
     """Train one run (or resume it from its last checkpoint, or read it if finished); returns its log."""
     key = run_key(spec)
-    done = folder / f"{key}.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (*folder.glob(f".{key}.json.*.tmp"), *folder.glob(f"{key}.pt.tmp")):
-        stale.unlink()  # left by a process killed while writing; the complete files are intact
+    finished = finished_log(folder, key)
+    if finished is not None:
+        return finished
     torch.use_deterministic_algorithms(True)
     task = _Task(spec, data, device)
     model = SequenceModel(spec["variant"], task.input_size, spec["hidden"], task.outputs,
@@ -445,9 +442,7 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
         began = time.perf_counter()
         _final_measurements(model, task, log)
         log["timing"]["evaluation"] += time.perf_counter() - began
-    results.write_json_atomic(done, _jsonable(log))
-    checkpoint.unlink(missing_ok=True)
-    return json.loads(done.read_text())
+    return finish_run(folder, key, log)
 
 
 def _final_measurements(model: SequenceModel, task: _Task, log: dict[str, Any]) -> None:
