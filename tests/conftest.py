@@ -58,3 +58,12 @@ def reference_normalize(x: np.ndarray, axes: tuple[int, ...], eps: float, gamma=
     if beta is not None:
         y = y + beta
     return y
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: extra threads only add overhead (a lot of it on a busy machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -15,13 +15,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 D, H, N, T = 3, 5, 4, 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tensors here are tiny: extra threads only add overhead (a lot of it on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _params(kind, rng, d=D, h=H, spread=0.3):
