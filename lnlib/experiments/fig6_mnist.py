@@ -35,7 +35,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -453,9 +453,16 @@ def assign(specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any
         steps = spec["train_cases"] // spec["batch_size"]  # plus about 4 s of evaluation per epoch
         return spec["epochs"] * (steps * (0.006 + 0.00014 * spec["batch_size"]) + 4.0)
 
+    return balance(specs, workers, cost, run_key)
+
+
+def balance(specs: list[dict[str, Any]], workers: int, cost: Callable[[dict[str, Any]], float],
+            key: Callable[[dict[str, Any]], str]) -> list[list[dict[str, Any]]]:
+    """Greedy load balancing: most expensive first, each to the least loaded worker; ties broken by ``key``,
+    so every worker computes the same split."""
     shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
     loads = [0.0] * workers
-    for spec in sorted(specs, key=lambda s: (-cost(s), run_key(s))):
+    for spec in sorted(specs, key=lambda s: (-cost(s), key(s))):
         least = loads.index(min(loads))
         shares[least].append(spec)
         loads[least] += cost(spec)

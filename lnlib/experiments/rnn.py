@@ -74,7 +74,7 @@ from ..verdicts import Verdict
 from ..verdicts import status_of as _status
 from ..data import mnist
 from ..torch import recurrent as rt
-from .fig6_mnist import _prepare_device, _save_checkpoint, finish_run, finished_log, parse_worker_args
+from .fig6_mnist import _prepare_device, _save_checkpoint, balance, finish_run, finished_log, parse_worker_args
 
 NAME = "rnn"
 TASKS = ("seqmnist", "adding")
@@ -492,13 +492,7 @@ def estimated_cost(spec: dict[str, Any]) -> float:
 
 def assign(all_specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
     """Split runs between workers, most expensive first, each to the least loaded worker (deterministic)."""
-    shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
-    loads = [0.0] * workers
-    for spec in sorted(all_specs, key=lambda s: (-estimated_cost(s), run_key(s))):
-        least = loads.index(min(loads))
-        shares[least].append(spec)
-        loads[least] += estimated_cost(spec)
-    return shares
+    return balance(all_specs, workers, estimated_cost, run_key)
 
 
 def select(data: dict[str, Any], task: str, variant: str) -> list[dict[str, Any]]:
