@@ -96,12 +96,6 @@ def h7_gain_metric(record: Record) -> Verdict:
 
 # --- chapter 9: fig6_mnist --------------------------------------------------------------------------------
 
-def _runs(record: Record, kind: str, variant: str, batch_size: int) -> list[Record]:
-    logs = [log for log in record["data"]["runs"].values() if log["spec"]["kind"] == kind
-            and log["spec"]["variant"] == variant and log["spec"]["batch_size"] == batch_size]
-    return sorted(logs, key=lambda log: log["spec"]["seed"])
-
-
 FIG6_THRESHOLDS = (1e-1, 1e-2, 1e-3)
 
 
@@ -116,8 +110,8 @@ def h4_faster_convergence(record: Record) -> Verdict:
     wins = ties = losses = 0
     parts = []
     for bs in sizes:
-        ln = _runs(record, "main", "layernorm", bs)[0]
-        bn = _runs(record, "main", "batchnorm", bs)[0]
+        ln = fig6_mnist.select(record["data"], kind="main", variant="layernorm", batch_size=bs)[0]
+        bn = fig6_mnist.select(record["data"], kind="main", variant="batchnorm", batch_size=bs)[0]
         for t in FIG6_THRESHOLDS:
             a, b = fig6_mnist.epochs_to_reach(ln, "train_nll", t), fig6_mnist.epochs_to_reach(bn, "train_nll", t)
             outcome = fig6_mnist.race(a, b)
@@ -140,8 +134,8 @@ def h3_batch_size_robustness(record: Record) -> Verdict:
     small, large = sizes[0], sizes[-1]
     gaps = {}
     for variant in ("layernorm", "batchnorm"):
-        a = _runs(record, "main", variant, small)[0]
-        b = _runs(record, "main", variant, large)[0]
+        a = fig6_mnist.select(record["data"], kind="main", variant=variant, batch_size=small)[0]
+        b = fig6_mnist.select(record["data"], kind="main", variant=variant, batch_size=large)[0]
         epoch = min(len(a["epoch"]), len(b["epoch"]))
         gaps[variant] = (a["train_nll"][epoch - 1] / b["train_nll"][epoch - 1],
                          a["test_error"][epoch - 1] - b["test_error"][epoch - 1], epoch)
