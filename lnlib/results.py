@@ -199,14 +199,42 @@ def save(record: dict[str, Any], path: Path | None = None) -> Path:
     return write_json_atomic(path, record)
 
 
+def _refuse_constant(token: str) -> None:
+    raise ValueError(f"the token {token} is not JSON (a measurement that was NaN or infinite must be stored as "
+                     f"null)")
+
+
 def load(path: Path | str) -> dict[str, Any]:
-    """Read and validate one result file."""
+    """Read and validate one result file (strict JSON: ``NaN``/``Infinity`` tokens are refused)."""
     path = Path(path)
     if not path.exists():
         raise ResultFileError(f"{path}: no such result file; run the experiment with recompute=True to create it")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as err:
         raise ResultFileError(f"{path}: not valid JSON ({err}); delete it and rerun with recompute=True, "
                               f"or restore it with `git checkout -- {path.name}`") from err
     return validate(record, source=str(path))
+
+
+class MissingResultError(ResultFileError):
+    """No result file exists for the requested experiment, profile and seed."""
+
+
+def load_result(experiment: str, profile: str, seed: int) -> dict[str, Any]:
+    """The result of ``experiment`` at ``profile`` and ``seed``, checked to be what its file name says.
+
+    :class:`MissingResultError` if there is no such file; :class:`ResultFileError` if it is malformed or
+    its contents name another experiment, profile or seed (a copied or renamed file)."""
+    path = result_path(experiment, profile, seed)
+    if not path.exists():
+        raise MissingResultError(
+            f"{path}: no stored result for experiment {experiment!r}, profile {profile!r}, seed {seed}; run the "
+            f"chapter with recompute=True (e.g. `make reproduce PROFILE={profile}`) to create it")
+    record = load(path)
+    for key, wanted in (("experiment", experiment), ("profile", profile), ("seed", seed)):
+        if record[key] != wanted:
+            raise ResultFileError(f"{path}: its contents say {key} {record[key]!r}, the file name {wanted!r}; "
+                                  f"the file was copied or renamed: restore it with `git checkout -- {path.name}` "
+                                  f"or rerun the experiment")
+    return record

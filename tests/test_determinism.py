@@ -37,8 +37,32 @@ def test_same_seed_same_training_run(tmp_path, monkeypatch):
     assert results.without_volatile(first) == results.without_volatile(second)
 
 
-def test_experiments_switch_on_deterministic_algorithms():
+def test_a_run_is_deterministic_inside_and_restores_the_callers_settings(monkeypatch):
+    import random
+
+    import numpy as np
     import torch
 
-    experiments.deterministic(0)
-    assert torch.are_deterministic_algorithms_enabled()
+    from lnlib.experiments import bn_batch_size
+
+    seen = {}
+
+    def spy(params, **kwargs):
+        seen.update(deterministic=torch.are_deterministic_algorithms_enabled(), draw=random.random())
+        return {"value": 1.0}
+
+    monkeypatch.setattr(bn_batch_size, "run", spy)
+    previous = torch.get_num_threads()
+    torch.use_deterministic_algorithms(False)
+    random.seed(123)
+    expected_next = random.Random(123).random()
+    np_state = np.random.get_state()[1].copy()
+    try:
+        experiments.run(bn_batch_size, profile="smoke", seed=5, device="cpu", progress=False, save=False)
+        assert seen["deterministic"] and seen["draw"] == random.Random(5).random()
+        assert not torch.are_deterministic_algorithms_enabled()  # restored
+        assert torch.get_num_threads() == previous
+        assert random.random() == expected_next  # the caller's generator state is back
+        assert np.array_equal(np.random.get_state()[1], np_state)
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 import lnlib.torch as lnt
+from lnlib import claims
 from lnlib.experiments import fig6_mnist as fig6
+from lnlib.experiments import training
 
 VOLATILE = ("train_seconds", "epoch_seconds")  # wall times differ between any two runs
 
@@ -53,6 +55,15 @@ def test_population_statistics_are_averages_over_the_data():
     assert first.momentum == 0.0  # restored: training keeps the statistics frozen
 
 
+def test_run_keys_hash_every_parameter():
+    params = fig6.PROFILES["cpu"]
+    spec = fig6.main_specs(params, 0, {"activation": "relu", "lr": 1e-3})[0]
+    for name, other in (("hidden", 64), ("train_cases", 2000), ("eval_cases", 1000), ("online_check", True)):
+        changed = dict(spec, **{name: other})
+        assert changed != spec and fig6.run_key(changed) != fig6.run_key(spec), name
+    assert fig6.run_seed(dict(spec, hidden=64)) == fig6.run_seed(spec)  # the seed stays the committed runs' one
+
+
 def test_plan_assigns_every_run_exactly_once():
     params = fig6.PROFILES["cpu"]
     specs = fig6.main_specs(params, 0, {"activation": "relu", "lr": 1e-3})
@@ -65,16 +76,18 @@ def test_plan_assigns_every_run_exactly_once():
 
 def test_epochs_to_reach_and_race_name_who_gets_there_first():
     log = {"epoch": [1, 2, 3], "train_nll": [0.5, None, 0.05]}
-    assert fig6.epochs_to_reach(log, "train_nll", 0.1) == 3 and fig6.epochs_to_reach(log, "train_nll", 0.01) is None
-    assert fig6.race(2, 5) == "earlier" and fig6.race(5, 2) == "later" and fig6.race(4, 4) == "tie"
-    assert fig6.race(7, None) == "earlier" and fig6.race(None, 7) == "later" and fig6.race(None, None) is None
+    assert claims.epochs_to_reach(log, "train_nll", 0.1) == 3 and claims.epochs_to_reach(log, "train_nll", 0.01) is None
+    assert claims.race(2, 5) == "earlier" and claims.race(5, 2) == "later" and claims.race(4, 4) == "tie"
+    assert claims.race(7, None) == "earlier" and claims.race(None, 7) == "later" and claims.race(None, None) is None
+    assert claims.race_effect(2, 5, 11) == 3 and claims.race_effect(7, None, 11) == 4
+    assert claims.race_effect(None, None, 11) is None
 
 
 def test_worker_command_line_checks_the_worker_index():
-    args = fig6.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "1", "--workers", "2"])
+    args = training.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "1", "--workers", "2"])
     assert (args.profile, args.seed, args.device, args.worker, args.workers) == ("smoke", 0, "cpu", 1, 2)
     with pytest.raises(SystemExit, match="--worker must be in"):
-        fig6.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "2", "--workers", "2"])
+        training.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "2", "--workers", "2"])
 
 
 def test_choice_takes_the_lowest_mean_validation_error():

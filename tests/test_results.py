@@ -114,3 +114,34 @@ def test_batch_dependence_smoke_run_measures_what_the_chapter_claims(results_in_
     assert ln_net["mode_change"] == [0.0] * len(data["batch_sizes"])
     assert max(ln_net["train_vs_online"]) < 1e-5
     assert bn_net["mode_change"][0] is None and min(bn_net["mode_change"][1:]) > 1e-3
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("recompute", "false", r"recompute must be True or False .*got 'false' \(str\)"),
+    ("recompute", 0, r"recompute must be True or False"),
+    ("seed", "0", r"seed must be an int"),
+    ("seed", True, r"seed must be an int"),
+    ("device", None, r"device must be 'auto', 'cpu'"),
+])
+def test_chapter_parameters_of_the_wrong_type_are_refused(results_in_tmp, monkeypatch, name, value, message):
+    monkeypatch.setattr(bn_batch_size, "run", lambda *a, **k: pytest.fail("ran although a parameter was wrong"))
+    kwargs = {"profile": "smoke", "recompute": False, "seed": 0, "device": "cpu", name: value}
+    with pytest.raises(TypeError, match=message):
+        experiments.load_or_run(bn_batch_size, **kwargs)
+
+
+def test_nan_tokens_and_foreign_contents_are_refused(results_in_tmp):
+    record = experiments.run(bn_batch_size, profile="smoke", seed=0, device="cpu", progress=False)
+    path = results.result_path("bn_batch_size", "smoke", 0)
+    text = path.read_text()
+    for token in ("NaN", "Infinity", "-Infinity"):
+        path.write_text(text.replace('"seed": 0', f'"seed": {token}', 1))
+        with pytest.raises(results.ResultFileError, match=f"the token {token} is not JSON"):
+            results.load(path)
+    for key, value in (("profile", "cpu"), ("experiment", "invariance"), ("seed", 3)):
+        results.write_json_atomic(path, {**record, key: value})
+        with pytest.raises(results.ResultFileError, match=f"its contents say {key}"):
+            results.load_result("bn_batch_size", "smoke", 0)
+    path.unlink()
+    with pytest.raises(results.MissingResultError, match="no stored result"):
+        results.load_result("bn_batch_size", "smoke", 0)

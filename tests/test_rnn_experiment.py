@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lnlib import claims, experiments, results
-from lnlib.experiments import rnn
+from lnlib.experiments import rnn, training
 from lnlib.torch import recurrent as rt
 
 #: a profile far below smoke, for the tests that train twice (both tasks, LN and BN cells, a few steps)
@@ -200,16 +200,16 @@ def test_evaluate_computes_error_and_squared_error():
 
 
 def test_decades_steps_to_reach_and_median():
-    assert rnn.decades([1.0, 10.0, 1000.0]) == pytest.approx(3.0)
-    assert rnn.decades([0.0, 1.0]) == math.inf and rnn.decades([1.0, None]) == math.inf
-    assert rnn.decades([1.0, float("nan")]) == math.inf
+    assert claims.decades([1.0, 10.0, 1000.0]) == pytest.approx(3.0)
+    assert claims.decades([0.0, 1.0]) == math.inf and claims.decades([1.0, None]) == math.inf
+    assert claims.decades([1.0, float("nan")]) == math.inf
     with pytest.raises(ValueError, match="at least one value"):
-        rnn.decades([])
+        claims.decades([])
     with pytest.raises(ValueError, match="non-negative"):
-        rnn.decades([-1.0, 1.0])
+        claims.decades([-1.0, 1.0])
     log = {"step": [10, 20, 30], "valid": [0.5, 0.2, 0.1]}
-    assert rnn.steps_to_reach(log, 0.2) == 20 and rnn.steps_to_reach(log, 0.05) is None
-    assert rnn._median([10, None, 30]) == 30 and rnn._median([None, None, 10]) is None
+    assert claims.steps_to_reach(log, 0.2) == 20 and claims.steps_to_reach(log, 0.05) is None
+    assert claims.median_or_none([10, None, 30]) == 30 and claims.median_or_none([None, None, 10]) is None
 
 
 def test_plan_assigns_every_run_once_and_keys_follow_the_parameters():
@@ -258,9 +258,10 @@ def test_smoke_run_writes_a_valid_record(smoke):
             assert len(log["long_norms"]["c"]) == p["length"] * p["factors"][-1]
             is_bn = log["spec"]["variant"] == "bn_lstm"
             assert bool(log["test_mse_matched"]) == is_bn and ("long_norms_matched" in log) == is_bn
-    for check in rnn.VERDICTS.values():
-        verdict = check(loaded)
+    for name in ("H8", "H9", "H12", "H13"):
+        verdict = claims.CHECKS[name](loaded)
         assert verdict.status in claims.STATUSES and verdict.evidence
+        assert verdict.status != "reproduced"  # one seed
 
 
 def test_rerunning_assembles_the_finished_runs_without_training(smoke, monkeypatch):
@@ -271,7 +272,7 @@ def test_rerunning_assembles_the_finished_runs_without_training(smoke, monkeypat
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(rnn, "SequenceModel", no_training)
-    again = rnn.run(rnn.PROFILES["smoke"], seed=0, device="cpu", progress=False)
+    again = rnn.run(rnn.PROFILES["smoke"], profile="smoke", seed=0, device="cpu", progress=False)
     assert (results.without_volatile(json.loads(json.dumps(again)))
             == results.without_volatile(json.loads(json.dumps(record["data"]))))
 
@@ -280,8 +281,8 @@ def test_same_seed_same_data_and_another_seed_other_data(tmp_path, monkeypatch):
     data = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         monkeypatch.setenv("LNLIB_CHECKPOINT_DIR", str(tmp_path / name))
-        experiments.deterministic(seed)
-        data.append(rnn.run(copy.deepcopy(TINY), seed=seed, device="cpu", progress=False))
+        with training.run_environment("cpu", seed=seed, threads=1):
+            data.append(rnn.run(copy.deepcopy(TINY), profile="tiny", seed=seed, device="cpu", progress=False))
     assert results.without_volatile(data[0]) == results.without_volatile(data[1])
     first = [log["valid"] for log in data[0]["runs"].values()]
     other = [log["valid"] for log in data[2]["runs"].values()]
@@ -295,23 +296,23 @@ def test_an_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):
     data = mnist.load()
     reference = rnn.train_run(spec, data, tmp_path / "uninterrupted", progress=False)
 
-    saved = rnn._save_checkpoint
+    saved = training.save_checkpoint
     calls = []
 
     class Killed(Exception):
         pass
 
-    def save_then_die(path, state):
-        saved(path, state)
+    def save_then_die(path, spec, state):
+        saved(path, spec, state)
         calls.append(state["step"])
         if len(calls) == 1:
             raise Killed
 
-    monkeypatch.setattr(rnn, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     folder = tmp_path / "interrupted"
     with pytest.raises(Killed):
         rnn.train_run(spec, data, folder, progress=False)
-    assert list(folder.glob("*.pt")) and not list(folder.glob("*.json"))
+    assert list(folder.glob("*.pt")) and not list(folder.glob("*.json")) and not list(folder.glob("*.lock"))
     resumed = rnn.train_run(spec, data, folder, progress=False)
     assert calls[0] == 2 and calls[1] == 4  # the second process started from the checkpoint of step 2
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.tmp"))
@@ -319,15 +320,24 @@ def test_an_interrupted_run_resumes_and_ends_identical(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# verdicts change with the numbers
+# verdicts change with the numbers, under the one rule (claims.compare): paired seeds, ties, >= 3 seeds
 
 
-def _record(smoke):
-    return copy.deepcopy(smoke[1])
+def _record(smoke, seeds=3):
+    """The smoke record with every run copied to ``seeds`` seeds (the same numbers in each seed)."""
+    record = copy.deepcopy(smoke[1])
+    runs = {}
+    for key, log in record["data"]["runs"].items():
+        for seed in range(seeds):
+            copied = copy.deepcopy(log)
+            copied["spec"]["seed"] = seed
+            runs[f"{key}-{seed}"] = copied
+    record["data"]["runs"] = runs
+    return record
 
 
 def _logs(record, task, variant):
-    return rnn.select(record["data"], task, variant)
+    return claims.select_rnn(record["data"], task, variant)
 
 
 def test_h8_follows_the_learning_curves(smoke):
@@ -337,22 +347,40 @@ def test_h8_follows_the_learning_curves(smoke):
             for log in _logs(record, task, variant):
                 fast = variant.startswith("ln_lstm")
                 log["valid"] = [0.0 if fast else 1.0] * len(log["valid"])
-    assert rnn.verdict_h8(record).status == "reproduced"
+    assert claims.h8_faster_recurrent_training(record).status == "reproduced"
+    one_seed = _record(smoke, seeds=1)
+    for task in rnn.TASKS:
+        for variant in rnn.PROFILES["smoke"][task]["variants"]:
+            for log in _logs(one_seed, task, variant):
+                log["valid"] = [0.0 if variant.startswith("ln_lstm") else 1.0] * len(log["valid"])
+    verdict = claims.h8_faster_recurrent_training(one_seed)
+    assert verdict.status == "partly reproduced" and verdict.evidence.startswith("1 seed;")
     for log in _logs(record, "adding", "lstm"):
         log["valid"] = [0.0] * len(log["valid"])  # the LSTM now ties on every adding threshold
-    assert rnn.verdict_h8(record).status == "partly reproduced"
+    assert claims.h8_faster_recurrent_training(record).status == "partly reproduced"
     for task in rnn.TASKS:
         for log in _logs(record, task, "ln_lstm"):
             log["valid"] = [1.0] * len(log["valid"])
         for log in _logs(record, task, "lstm") + _logs(record, task, "bn_lstm"):
             log["valid"] = [0.0] * len(log["valid"])
-    verdict = rnn.verdict_h8(record)
-    assert verdict.status == "not reproduced" and "LN first in 0/" in verdict.evidence
+    verdict = claims.h8_faster_recurrent_training(record)
+    assert verdict.status == "not reproduced" and "3 seeds; 0 reproduced, 0 partly" in verdict.evidence
     for task in rnn.TASKS:
         for variant in rnn.VARIANTS:
             for log in _logs(record, task, variant):
                 log["valid"] = [1.0] * len(log["valid"])
-    assert rnn.verdict_h8(record).status == "not tested here"
+    assert claims.h8_faster_recurrent_training(record).status == "not tested at this profile"
+
+
+def test_h8_one_seed_against_makes_it_partly(smoke):
+    record = _record(smoke)
+    for task in rnn.TASKS:
+        for variant in rnn.PROFILES["smoke"][task]["variants"]:
+            for log in _logs(record, task, variant):
+                log["valid"] = [0.0 if variant.startswith("ln_lstm") else 1.0] * len(log["valid"])
+    _logs(record, "adding", "lstm")[1]["valid"][0] = 0.0  # seed 1: the LSTM ties at the first evaluation
+    verdict = claims.h8_faster_recurrent_training(record)
+    assert verdict.status == "partly reproduced" and "2 of 3 seeds in the claimed direction" in verdict.details
 
 
 def _set_norms(record, variant, grad, h):
@@ -370,31 +398,53 @@ def test_h9_follows_the_norms(smoke):
     vanishing = lambda t, n: 10.0 ** (t - n)  # noqa: E731
     _set_norms(record, "ln_lstm", flat, flat)
     _set_norms(record, "lstm", vanishing, vanishing)
-    assert rnn.verdict_h9(record).status == "reproduced"
-    _set_norms(record, "lstm", vanishing, flat)
-    assert rnn.verdict_h9(record).status == "partly reproduced"
+    assert claims.h9_stable_dynamics(record).status == "reproduced"
+    _set_norms(record, "lstm", vanishing, flat)  # |h| now ties
+    assert claims.h9_stable_dynamics(record).status == "partly reproduced"
     _set_norms(record, "ln_lstm", vanishing, vanishing)
     _set_norms(record, "lstm", flat, flat)
-    verdict = rnn.verdict_h9(record)
-    assert verdict.status == "not reproduced" and "in 0 of 8" in verdict.evidence
+    verdict = claims.h9_stable_dynamics(record)
+    assert verdict.status == "not reproduced" and "0 reproduced, 0 partly, 8 not, of 8" in verdict.evidence
 
 
-def test_h12_follows_the_gain_variants(smoke):
+def test_h9_all_nan_norms_cannot_be_judged(smoke):
     record = _record(smoke)
+    for variant in ("ln_lstm", "lstm"):
+        _set_norms(record, variant, lambda t, n: None, lambda t, n: None)  # JSON null: non-finite everywhere
+    verdict = claims.h9_stable_dynamics(record)
+    assert verdict.status == "could not be judged" and "no seed gave a comparison" in verdict.details
 
-    def curve(variant, error):
-        for log in _logs(record, "seqmnist", variant):
-            log["valid"] = [error] * len(log["valid"])
 
-    curve("ln_lstm", 0.10), curve("ln_lstm_gain0.1", 0.11), curve("bn_lstm", 0.10), curve("bn_lstm_gain1", 0.30)
-    assert rnn.verdict_h12(record).status == "reproduced"
-    curve("bn_lstm_gain1", 0.105)  # BN now less sensitive than LN
-    assert rnn.verdict_h12(record).status == "partly reproduced"
-    curve("ln_lstm", 0.20)  # and LN's gain 1.0 now worse than 0.1
-    verdict = rnn.verdict_h12(record)
-    assert verdict.status == "not reproduced" and "gain 1.0 20.00" in verdict.evidence
-    del record["data"]["runs"][rnn.run_key(_logs(record, "seqmnist", "bn_lstm_gain1")[0]["spec"])]
-    assert rnn.verdict_h12(record).status == "not tested here"
+def _final(record, variant, error):
+    for log in _logs(record, "seqmnist", variant):
+        log["final_valid"]["error"] = error
+
+
+def test_h12_follows_the_final_errors_of_the_gain_variants(smoke):
+    record = _record(smoke)
+    _final(record, "ln_lstm", 0.10), _final(record, "ln_lstm_gain0.1", 0.11)
+    _final(record, "bn_lstm", 0.10), _final(record, "bn_lstm_gain1", 0.30)
+    assert claims.h12_gain_insensitivity(record).status == "reproduced"
+    _final(record, "bn_lstm_gain1", 0.105)  # BN now less sensitive than LN
+    assert claims.h12_gain_insensitivity(record).status == "partly reproduced"
+    _final(record, "ln_lstm", 0.20)  # and LN's gain 1.0 now worse than 0.1
+    verdict = claims.h12_gain_insensitivity(record)
+    assert verdict.status == "not reproduced" and "LN g1 20.00" in verdict.evidence
+    _final(record, "ln_lstm", 0.11)  # a tie between LN's gains: no effect
+    assert "[not reproduced] (a)" in claims.h12_gain_insensitivity(record).details
+    for log in _logs(record, "seqmnist", "bn_lstm_gain1"):
+        del record["data"]["runs"][next(k for k, v in record["data"]["runs"].items() if v is log)]
+    assert claims.h12_gain_insensitivity(record).status == "not tested at this profile"
+
+
+def test_h12_a_diverged_bn_run_counts_as_infinitely_sensitive(smoke):
+    record = _record(smoke)
+    _final(record, "ln_lstm", 0.10), _final(record, "ln_lstm_gain0.1", 0.11), _final(record, "bn_lstm", 0.10)
+    for log in _logs(record, "seqmnist", "bn_lstm_gain1"):
+        log["diverged"] = True
+        del log["final_valid"]
+    verdict = claims.h12_gain_insensitivity(record)
+    assert verdict.status == "reproduced" and "+inf" in verdict.details
 
 
 def test_h13_follows_the_length_errors(smoke):
@@ -406,9 +456,9 @@ def test_h13_follows_the_length_errors(smoke):
 
     errors("ln_lstm", [0.01, 0.02, 0.03, 0.04])
     errors("bn_lstm", [0.01, 0.1, 0.2, 0.3])
-    assert rnn.verdict_h13(record).status == "reproduced"
+    assert claims.h13_longer_sequences(record).status == "reproduced"
     errors("ln_lstm", [0.01, 0.02, 0.09, 0.5])  # fails both checks at 4T and 8T
-    assert rnn.verdict_h13(record).status == "partly reproduced"
+    assert claims.h13_longer_sequences(record).status == "partly reproduced"
     errors("ln_lstm", [0.01, 0.2, 0.3, 0.4])
-    verdict = rnn.verdict_h13(record)
-    assert verdict.status == "not reproduced" and "LN 0.4000, BN 0.3000" in verdict.evidence
+    verdict = claims.h13_longer_sequences(record)
+    assert verdict.status == "not reproduced" and "median MSE LN 0.400, BN 0.300" in verdict.evidence

@@ -4,7 +4,9 @@ Every experiment module defines
 
 - ``NAME``: the experiment's name (the prefix of its result files),
 - ``PROFILES``: a dict from profile name (``"smoke"``, ``"cpu"``, ``"paper"``) to its parameters,
-- ``run(params, *, seed, device, progress) -> dict``: the measurements, as JSON-serializable data.
+- ``run(params, *, profile, seed, device, progress) -> dict``: the measurements, as JSON-serializable data
+  (``profile`` names the run folder of experiments that train; the others ignore it),
+- optionally ``THREADS``: the torch thread count the experiment runs with (default: the caller's).
 
 :func:`load_or_run` is what a chapter calls: with ``recompute=False`` it loads the committed result of
 the profile from ``data/results/`` (and fails clearly if there is none); with ``recompute=True`` it runs
@@ -13,15 +15,30 @@ the experiment, records provenance and writes the result file atomically.
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from types import ModuleType
 from typing import Any
 
 from .. import results
+from . import training
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
+
+
+def check_parameters(*, profile: object = "cpu", recompute: object = False, device: object = "auto",
+                     seed: object = 0, progress: object = True) -> None:
+    """Refuse chapter parameters of the wrong type (papermill passes strings when asked to: ``-p recompute
+    false`` gives the truthy string ``"false"``, which must not silently recompute and overwrite results)."""
+    expected = {"profile": (profile, str, "a profile name such as 'cpu'"),
+                "recompute": (recompute, bool, "True or False (papermill: -p recompute True, not 'true')"),
+                "device": (device, str, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+                "seed": (seed, int, "an int such as 0"),
+                "progress": (progress, bool, "True or False")}
+    for name, (value, kind, what) in expected.items():
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+    if seed < 0:  # type: ignore[operator]  # an int here
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
 
 
 def check_profile(module: ModuleType, profile: object) -> dict[str, Any]:
@@ -34,15 +51,19 @@ def check_profile(module: ModuleType, profile: object) -> dict[str, Any]:
 
 def run(module: ModuleType, *, profile: str, seed: int = 0, device: str = "auto", progress: bool = True,
         save: bool = True) -> dict[str, Any]:
-    """Run ``module`` at ``profile`` and return the full record (saved atomically unless ``save=False``)."""
+    """Run ``module`` at ``profile`` and return the full record (saved atomically unless ``save=False``).
+
+    The run happens inside :func:`training.run_environment`: ``device`` resolved (``"auto"``: CUDA if
+    available), global generators seeded, deterministic algorithms, the module's ``THREADS`` (if it sets
+    one) torch threads; the caller's settings are restored afterwards."""
+    check_parameters(profile=profile, device=device, seed=seed, progress=progress)
     params = check_profile(module, profile)
-    device_name = _resolve_device_name(device)
-    deterministic(seed)
-    start = time.perf_counter()
-    data = module.run(params, seed=seed, device=device_name, progress=progress)
-    wall = time.perf_counter() - start
-    record = results.make_record(experiment=module.NAME, profile=profile, seed=seed, params=params, data=data,
-                                 device=device_name, wall_time_s=wall)
+    with training.run_environment(device, seed=seed, threads=getattr(module, "THREADS", None)) as dev:
+        start = time.perf_counter()
+        data = module.run(params, profile=profile, seed=seed, device=str(dev), progress=progress)
+        wall = time.perf_counter() - start
+        record = results.make_record(experiment=module.NAME, profile=profile, seed=seed, params=params, data=data,
+                                     device=str(dev), wall_time_s=wall)
     if save:
         results.save(record)
     return record
@@ -51,39 +72,8 @@ def run(module: ModuleType, *, profile: str, seed: int = 0, device: str = "auto"
 def load_or_run(module: ModuleType, *, profile: str, recompute: bool, seed: int = 0, device: str = "auto",
                 progress: bool = True) -> dict[str, Any]:
     """The chapters' entry point: load the stored result of ``profile``, or recompute it."""
+    check_parameters(profile=profile, recompute=recompute, device=device, seed=seed, progress=progress)
     check_profile(module, profile)
     if recompute:
         return run(module, profile=profile, seed=seed, device=device, progress=progress)
-    path = results.result_path(module.NAME, profile, seed)
-    if not path.exists():
-        raise results.ResultFileError(
-            f"{path}: no stored result for experiment {module.NAME!r}, profile {profile!r}, seed {seed}; "
-            f"run the chapter with recompute=True (e.g. `make reproduce PROFILE={profile}`) to create it"
-        )
-    return results.load(path)
-
-
-def deterministic(seed: int) -> None:
-    """Seed every global generator and make torch choose deterministic kernels (CPU and CUDA).
-
-    Experiments draw their random numbers from explicit generators seeded from ``seed``; seeding the
-    global ones too guards against any library call that uses them. On CUDA, deterministic cuBLAS needs
-    ``CUBLAS_WORKSPACE_CONFIG`` set before the first matrix product.
-    """
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-
-
-def _resolve_device_name(device: str) -> str:
-    """``"auto"`` -> ``"cuda"``/``"cpu"`` (via lnlib.torch only when torch is needed to decide)."""
-    if device == "cpu":
-        return "cpu"
-    from ..torch import resolve_device
-
-    return str(resolve_device(device))
+    return results.load_result(module.NAME, profile, seed)

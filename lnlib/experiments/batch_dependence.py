@@ -110,7 +110,7 @@ def in_network(norm: str, population: torch.Tensor, params: dict[str, Any], gene
     return {"train_vs_online": train_vs_online, "mode_change": mode_change}
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """Both measurements for layer norm and batch norm; JSON-ready lists indexed like ``batch_sizes``."""
     dev = torch.device(device)
     generator = torch.Generator().manual_seed(seed)

@@ -291,7 +291,7 @@ def pass_profile(shape: tuple[int, int], params: dict[str, Any], rng: np.random.
     return profile
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """All rows on one CPU thread (and on the GPU when ``device`` is CUDA); JSON-ready."""
     from threadpoolctl import threadpool_info, threadpool_limits
 

@@ -96,7 +96,7 @@ def train_eval_gap(data: np.ndarray, batch_size: int, running_batches: int, eval
     return float(np.sqrt(np.mean(squared))), mean_error, var_ratio
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """Both measurements for every batch size of the profile; returns JSON-ready lists."""
     rng = np.random.default_rng(seed)
     data = make_population(params["units"], params["population"], rng)

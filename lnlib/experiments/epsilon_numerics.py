@@ -248,7 +248,7 @@ def half_precision(params: dict[str, Any], rng: np.random.Generator, dev: torch.
     return {"width": width, "eps": eps, "records": records, "stored_eps": stored_eps, "constant_row": constant}
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """All three measurements; JSON-ready. The CPU parts ignore ``device``; the half-precision part uses it."""
     dev = lnt.resolve_device(device)
     near_rng, var_rng, half_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))

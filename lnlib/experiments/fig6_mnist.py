@@ -20,22 +20,20 @@ What the paper leaves unstated, and what we chose (each recorded in the result f
   mode (batch norm with population statistics).
 
 Runs are independent units (variant x batch size x learning rate x activation x epochs), each with a
-checkpoint after every epoch under ``_build/checkpoints/`` (or ``$LNLIB_CHECKPOINT_DIR``), so an
-interrupted run resumes where it stopped with bit-identical results (single thread, deterministic
-algorithms, a shuffling order that depends only on the seed and the epoch). ``python -m
+checkpoint after every epoch in its run folder (:mod:`lnlib.experiments.training`: keys that hash the
+whole spec, checked checkpoints, one trainer per run), so an interrupted run resumes where it stopped with
+bit-identical results (single thread, deterministic algorithms, a shuffling order that depends only on the
+seed and the epoch). ``python -m
 lnlib.experiments.fig6_mnist --profile cpu --worker 0 --workers 2`` runs every second unit in one
 process, so two cores train two networks at once; :func:`run` then only assembles the finished units.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,9 +43,11 @@ from tqdm import tqdm
 from .. import results
 from .. import torch as lnt
 from ..data import mnist
+from . import training
 
 NAME = "fig6_mnist"
 VARIANTS = ("baseline", "batchnorm", "layernorm")
+THREADS = 1  # one torch thread per process: the runs are small, and two workers use the two cores
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -132,55 +132,31 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 # Runs: one network trained from scratch, checkpointed every epoch
 
 
-def run_key(spec: dict[str, Any]) -> str:
+def _label(spec: dict[str, Any]) -> str:
     return (f"{spec['kind']}-{spec['variant']}-bs{spec['batch_size']}-{spec['activation']}-lr{spec['lr']:g}"
             f"-e{spec['epochs']}-s{spec['seed']}")
 
 
+def run_key(spec: dict[str, Any]) -> str:
+    """The run's name: a readable label and the hash of the whole spec (hidden size, data sizes included)."""
+    return training.run_key(_label(spec), spec)
+
+
 def run_seed(spec: dict[str, Any]) -> int:
-    """A seed derived from everything that defines the run (so runs are independent and reproducible)."""
-    return int(hashlib.sha256(run_key(spec).encode()).hexdigest()[:8], 16)
-
-
-def checkpoint_dir(profile: str, seed: int) -> Path:
-    base = os.environ.get("LNLIB_CHECKPOINT_DIR")
-    root = Path(base) if base else results.REPO_ROOT / "_build" / "checkpoints"
-    return root / f"{NAME}-{profile}-seed{seed}"
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def finished_log(folder: Path, key: str) -> dict[str, Any] | None:
-    """The log of run ``key`` if it finished; otherwise ``None``, with ``folder`` ready for (re)training it."""
-    done = folder / f"{key}.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (*folder.glob(f".{key}.json.*.tmp"), *folder.glob(f"{key}.pt.tmp")):
-        stale.unlink()  # left by a process killed while writing; the complete files are intact
-    return None
-
-
-def finish_run(folder: Path, key: str, log: dict[str, Any]) -> dict[str, Any]:
-    """Store the finished log of run ``key``, drop its checkpoint, and return the log as stored (JSON types)."""
-    done = folder / f"{key}.json"
-    results.write_json_atomic(done, _jsonable(log))
-    (folder / f"{key}.pt").unlink(missing_ok=True)
-    return json.loads(done.read_text())
+    """The seed of a run's weights and shuffling, derived from its label (the committed runs used this)."""
+    return int(hashlib.sha256(_label(spec).encode()).hexdigest()[:8], 16)
 
 
 def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: torch.device = torch.device("cpu"),
               progress: bool = True) -> dict[str, Any]:
-    """Train one network (or resume it from its last checkpoint); returns the run's log."""
+    """Train one network (or resume it from its last checkpoint, or read it if finished); returns its log."""
+    return training.train_once(folder, run_key(spec), spec,
+                               lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+
+
+def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: torch.device,
+           progress: bool) -> dict[str, Any]:
     key = run_key(spec)
-    finished = finished_log(folder, key)
-    if finished is not None:
-        return finished
-    torch.use_deterministic_algorithms(True)
     torch.manual_seed(run_seed(spec))
     model = make_mlp(spec["variant"], spec["activation"], spec["hidden"]).to(device)
     set_batch_norm_ddof(model, spec["batch_size"])
@@ -190,10 +166,9 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
     log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "epoch": [],
                            "train_nll": [], "valid_error": [], "test_error": [], "test_nll": [], "train_seconds": [],
                            "epoch_seconds": [], "diverged": False}
-    checkpoint = folder / f"{key}.pt"
     start_epoch = 0
-    if checkpoint.exists():  # resume: model, optimizer and log of the last finished epoch
-        state = torch.load(checkpoint, map_location=device, weights_only=True)  # tensors and plain data only
+    state = training.resume_state(checkpoint, spec, device)
+    if state is not None:  # resume: model, optimizer and log of the last finished epoch
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log, start_epoch = state["log"], state["epoch"]
@@ -225,11 +200,12 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
         if not np.isfinite(train_nll):
             log["diverged"] = True
             break
-        _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "log": log, "epoch": epoch + 1})
+        training.save_checkpoint(checkpoint, spec, {"model": model.state_dict(),
+                                                    "optimizer": optimizer.state_dict(), "log": log,
+                                                    "epoch": epoch + 1})
     if spec.get("online_check"):
         log["online"] = online_inference(model, test)
-    return finish_run(folder, key, log)
+    return log
 
 
 def _tensors(data: mnist.MNIST, spec: dict[str, Any], device: torch.device):
@@ -263,16 +239,6 @@ def online_inference(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor], 
             out["train_mode_batch_of_one"] = f"ValueError: {err}"
         model.eval()
     return out
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -325,8 +291,9 @@ def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str,
     """Stages of runs; a stage can start when the previous one is finished (the sweep decides the rest)."""
     sweep = sweep_specs(params, seed)
     stages = [sweep]
-    if all((folder / f"{run_key(s)}.json").exists() for s in sweep):
-        chosen = choose([json.loads((folder / f"{run_key(s)}.json").read_text()) for s in sweep], params)
+    logs = [training.finished_log(folder, run_key(s), s) for s in sweep]
+    if all(log is not None for log in logs):
+        chosen = choose(logs, params)  # type: ignore[arg-type]  # none is None here
         stages.append(main_specs(params, seed, chosen) + batch_sweep_specs(params, seed, chosen))
     return stages
 
@@ -422,15 +389,15 @@ def timing(params: dict[str, Any], data: mnist.MNIST) -> dict[str, Any]:
 # Entry points
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """Train every run of the profile that is not finished yet, then assemble the result.
 
     Runs finished earlier (by this function or by ``python -m lnlib.experiments.fig6_mnist`` workers) are
-    read from their files, so calling this after the workers only assembles and times.
+    read from their files, so calling this after the workers only assembles and times. ``profile`` names
+    the run folder (any name for custom parameters: the run keys hash every parameter anyway).
     """
-    profile = next(name for name, p in PROFILES.items() if p == params)
-    folder = checkpoint_dir(profile, seed)
-    dev = _prepare_device(device)
+    folder = training.run_folder(NAME, profile, seed)
+    dev = torch.device(device)
     data = mnist.load()
     began = time.perf_counter()
     while True:
@@ -439,7 +406,7 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
             train_run(spec, data, folder, device=dev, progress=progress)
         if len(stages) == 2:
             break
-    logs = {run_key(s): json.loads((folder / f"{run_key(s)}.json").read_text())
+    logs = {run_key(s): train_run(s, data, folder, device=dev, progress=progress)
             for stage in plan(params, seed, folder) for s in stage}
     chosen = choose([logs[run_key(s)] for s in sweep_specs(params, seed)], params)
     return {"chosen": chosen, "runs": logs, "timing": timing(params, data),
@@ -453,59 +420,23 @@ def assign(specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any
         steps = spec["train_cases"] // spec["batch_size"]  # plus about 4 s of evaluation per epoch
         return spec["epochs"] * (steps * (0.006 + 0.00014 * spec["batch_size"]) + 4.0)
 
-    return balance(specs, workers, cost, run_key)
-
-
-def balance(specs: list[dict[str, Any]], workers: int, cost: Callable[[dict[str, Any]], float],
-            key: Callable[[dict[str, Any]], str]) -> list[list[dict[str, Any]]]:
-    """Greedy load balancing: most expensive first, each to the least loaded worker; ties broken by ``key``,
-    so every worker computes the same split."""
-    shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
-    loads = [0.0] * workers
-    for spec in sorted(specs, key=lambda s: (-cost(s), key(s))):
-        least = loads.index(min(loads))
-        shares[least].append(spec)
-        loads[least] += cost(spec)
-    return shares
-
-
-def _prepare_device(device: str) -> torch.device:
-    """One thread per process on the CPU (the runs are small; two workers use two cores); deterministic CUDA."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
-    torch.set_num_threads(1)
-    return dev
-
-
-def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
-    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--profile", choices=sorted(profiles), required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--worker", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
-    if not 0 <= args.worker < args.workers:
-        raise SystemExit(f"--worker must be in [0, {args.workers - 1}], got {args.worker}")
-    return args
+    return training.balance(specs, workers, cost, run_key)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_worker_args("Train this worker's share of the Figure 6 runs of a profile.", PROFILES, argv)
+    args = training.parse_worker_args("Train this worker's share of the Figure 6 runs of a profile.", PROFILES, argv)
     params = PROFILES[args.profile]
-    folder = checkpoint_dir(args.profile, args.seed)
-    dev = _prepare_device(args.device)
+    folder = training.run_folder(NAME, args.profile, args.seed)
     data = mnist.load()
-    while True:  # the sweep stage must finish (on every worker) before the main stage can be planned
-        stages = plan(params, args.seed, folder)
-        for spec in assign(stages[-1], args.workers)[args.worker]:
-            train_run(spec, data, folder, device=dev)
-        if len(stages) == 2:
-            break
-        while len(plan(params, args.seed, folder)) == 1:
-            time.sleep(10)
+    with training.run_environment(args.device, threads=THREADS) as dev:
+        while True:  # the sweep stage must finish (on every worker) before the main stage can be planned
+            stages = plan(params, args.seed, folder)
+            for spec in assign(stages[-1], args.workers)[args.worker]:
+                train_run(spec, data, folder, device=dev)
+            if len(stages) == 2:
+                break
+            while len(plan(params, args.seed, folder)) == 1:
+                time.sleep(10)
     print(f"worker {args.worker} of {args.workers}: my runs of profile {args.profile} are finished")
 
 

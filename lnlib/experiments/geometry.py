@@ -194,7 +194,7 @@ def train(params: dict[str, Any], init_scale: float, seed: int, device: torch.de
     return log
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """All three measurements; JSON-ready."""
     dev = torch.device(device)
     generator = torch.Generator().manual_seed(seed)

@@ -30,7 +30,6 @@ towards :math:`\epsilon`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,7 +134,7 @@ def eps_sweep(params: dict[str, Any], rng: np.random.Generator) -> dict[str, lis
     return out
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """The full table at eps = 0 and eps = params["eps"], plus the eps sweep; JSON-ready."""
     rng = np.random.default_rng(seed)
     tables: dict[str, list[list[float]]] = {}

@@ -47,8 +47,8 @@ through :func:`lnlib.numpy.recurrent.init_params` with the same seed, so ``W_x``
 the read-out is drawn from the same torch seed) and see the same mini-batches in the same order; Adam
 (PyTorch defaults but the learning rate), gradients clipped to a norm of ``clip``, one thread per process,
 deterministic algorithms. Batches are a function of the step number only, so a run interrupted and
-resumed from its last checkpoint (written at every evaluation under ``_build/checkpoints/`` or
-``$LNLIB_CHECKPOINT_DIR``, loaded weights-only) ends bit-identical to an uninterrupted one. ``python -m
+resumed from its last checkpoint (written at every evaluation in its run folder by
+:mod:`lnlib.experiments.training`, checked against the spec and its hash, loaded weights-only) ends bit-identical to an uninterrupted one. ``python -m
 lnlib.experiments.rnn --profile cpu --worker 0 --workers 2`` trains every second run in one process;
 :func:`run` then only assembles the finished runs.
 """
@@ -57,9 +57,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -70,14 +68,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import results
-from ..verdicts import Verdict
-from ..verdicts import status_of as _status
 from ..data import mnist
 from ..torch import recurrent as rt
-from .fig6_mnist import _prepare_device, _save_checkpoint, balance, finish_run, finished_log, parse_worker_args
+from . import training
 
 NAME = "rnn"
 TASKS = ("seqmnist", "adding")
+THREADS = 1  # one torch thread per process: the runs are small, and two workers use the two cores
 #: variant -> (cell kind, gain initialization; None: the cell's default)
 VARIANTS: dict[str, tuple[str, float | None]] = {
     "lstm": ("lstm", None),
@@ -308,19 +305,13 @@ def make_spec(task: str, variant: str, seed: int, task_params: dict[str, Any]) -
 
 
 def run_key(spec: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{spec['task']}-{spec['variant']}-s{spec['seed']}-{digest}"
+    """The run's name: task, variant and seed, and the hash of the whole spec."""
+    return training.run_key(f"{spec['task']}-{spec['variant']}-s{spec['seed']}", spec)
 
 
 def task_seed(task: str, seed: int) -> int:
     """The seed of a task's weights and data: the same for every variant of that task."""
     return int(hashlib.sha256(f"{NAME}-{task}-seed{seed}".encode()).hexdigest()[:8], 16)
-
-
-def checkpoint_dir(profile: str, seed: int) -> Path:
-    base = os.environ.get("LNLIB_CHECKPOINT_DIR")
-    root = Path(base) if base else results.REPO_ROOT / "_build" / "checkpoints"
-    return root / f"{NAME}-{profile}-seed{seed}"
 
 
 class _Task:
@@ -383,11 +374,13 @@ class _Task:
 def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
               device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
     """Train one run (or resume it from its last checkpoint, or read it if finished); returns its log."""
+    return training.train_once(folder, run_key(spec), spec,
+                               lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+
+
+def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, device: torch.device,
+           progress: bool) -> dict[str, Any]:
     key = run_key(spec)
-    finished = finished_log(folder, key)
-    if finished is not None:
-        return finished
-    torch.use_deterministic_algorithms(True)
     task = _Task(spec, data, device)
     model = SequenceModel(spec["variant"], task.input_size, spec["hidden"], task.outputs,
                           max_steps=task.max_steps, init_seed=task.seed).to(device)
@@ -396,10 +389,9 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
     log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "step": [],
                            "train_loss": [], "grad_norm": [], "valid": [], "diverged": False,
                            "timing": {"train": 0.0, "evaluation": 0.0}}
-    checkpoint = folder / f"{key}.pt"
     start = 0
-    if checkpoint.exists():  # resume: model (with BN statistics), optimizer and log at the last evaluation
-        state = torch.load(checkpoint, map_location=device, weights_only=True)  # tensors and plain data only
+    state = training.resume_state(checkpoint, spec, device)
+    if state is not None:  # resume: model (with BN statistics), optimizer and log at the last evaluation
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log, start = state["log"], state["step"]
@@ -435,14 +427,15 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
         if not all(math.isfinite(v) for v in (log["train_loss"][-1], log["valid"][-1])):
             log["diverged"] = True
             break
-        _save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "log": log, "step": step + 1})
+        training.save_checkpoint(checkpoint, spec, {"model": model.state_dict(),
+                                                    "optimizer": optimizer.state_dict(), "log": log,
+                                                    "step": step + 1})
         began = time.perf_counter()
     if not log["diverged"]:
         began = time.perf_counter()
         _final_measurements(model, task, log)
         log["timing"]["evaluation"] += time.perf_counter() - began
-    return finish_run(folder, key, log)
+    return log
 
 
 def _final_measurements(model: SequenceModel, task: _Task, log: dict[str, Any]) -> None:
@@ -492,188 +485,11 @@ def estimated_cost(spec: dict[str, Any]) -> float:
 
 def assign(all_specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
     """Split runs between workers, most expensive first, each to the least loaded worker (deterministic)."""
-    return balance(all_specs, workers, estimated_cost, run_key)
-
-
-def select(data: dict[str, Any], task: str, variant: str) -> list[dict[str, Any]]:
-    """The logs of one (task, variant), one per seed, in seed order."""
-    logs = [log for log in data["runs"].values()
-            if log["spec"]["task"] == task and log["spec"]["variant"] == variant]
-    return sorted(logs, key=lambda log: log["spec"]["seed"])
-
-
-def steps_to_reach(log: dict[str, Any], threshold: float, key: str = "valid") -> int | None:
-    """The first logged step at which ``log[key]`` is at most ``threshold`` (``None``: never)."""
-    for step, value in zip(log["step"], log[key]):
-        if value is not None and value <= threshold:
-            return step
-    return None
-
-
-def decades(values: list[float | None]) -> float:
-    """``log10(max / min)`` of non-negative values: how many orders of magnitude they span; ``inf`` if one
-    of them is 0, infinite or missing (``None``: a non-finite value stored as JSON null)."""
-    if not values:
-        raise ValueError("decades needs at least one value")
-    if any(v is None or not math.isfinite(v) for v in values):
-        return math.inf
-    low, high = min(values), max(values)
-    if low < 0:
-        raise ValueError(f"decades needs non-negative values, got a minimum of {low}")
-    return math.inf if low == 0 else math.log10(high / low)
-
-
-def _median(values: list[float | None]) -> float | None:
-    """Median with ``None`` as +infinity (a threshold never reached); ``None`` if the median is infinite."""
-    finite = [math.inf if v is None else float(v) for v in values]
-    if not finite:
-        return None
-    value = float(np.median(finite))
-    return None if math.isinf(value) else value
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Verdicts (one per claim; lnlib.claims registers them)
-
-
-def _fmt(value: float | None) -> str:
-    return "never" if value is None else f"{value:g}"
-
-
-def verdict_h8(record: dict[str, Any]) -> Verdict:
-    """H8, LN speeds up recurrent training: on each task, for each threshold of the validation metric that
-    the LN-LSTM or a rival reaches, does the LN-LSTM reach it in fewer steps (median over seeds) than the
-    LSTM, and than the BN-LSTM? Ties (the same evaluation) count against LN."""
-    d = record["data"]
-    checks: list[bool] = []
-    parts = []
-    for task in TASKS:
-        ln = select(d, task, "ln_lstm")
-        if not ln:
-            continue
-        for rival in ("lstm", "bn_lstm"):
-            other = select(d, task, rival)
-            if not other:
-                continue
-            wins = compared = 0
-            cells = []
-            for threshold in THRESHOLDS[task]:
-                a = _median([steps_to_reach(log, threshold) for log in ln])
-                b = _median([steps_to_reach(log, threshold) for log in other])
-                if a is None and b is None:
-                    continue
-                compared += 1
-                win = a is not None and (b is None or a < b)
-                wins += win
-                checks.append(win)
-                cells.append(f"<={threshold:g}: {_fmt(a)} vs {_fmt(b)}")
-            if compared:
-                parts.append(f"{task} vs {rival}: LN first in {wins}/{compared} ({', '.join(cells)})")
-    if not checks:
-        return Verdict("not tested here",
-                              "no threshold of the validation metric was reached at this profile")
-    return Verdict(_status(checks),
-                          f"steps to reach a validation threshold, LN-LSTM vs rival: {'; '.join(parts)}")
-
-
-def _h9_numbers(log: dict[str, Any], which: str) -> tuple[float, float]:
-    """(decades spanned by |dL/dh_t| over all t, decades spanned by |h_t| over the second half of t)."""
-    norms = log[which]
-    half = len(norms["h"]) // 2
-    return decades(norms["grad_h"]), decades(norms["h"][half:])
-
-
-def verdict_h9(record: dict[str, Any]) -> Verdict:
-    """H9, LN stabilizes the hidden-state dynamics: on each task, before and after training, does the
-    LN-LSTM's gradient norm |dL/dh_t| span fewer orders of magnitude over the time steps than the LSTM's,
-    and does its hidden-state norm |h_t| over the second half of the sequence? (Seed ``seed``'s runs.)"""
-    d = record["data"]
-    checks: list[bool] = []
-    parts = []
-    for task in TASKS:
-        ln, lstm, bn = (select(d, task, v) for v in ("ln_lstm", "lstm", "bn_lstm"))
-        if not ln or not lstm:
-            continue
-        for which, label in (("norms_init", "init"), ("norms_trained", "trained")):
-            if which not in ln[0] or which not in lstm[0]:
-                continue
-            (g_ln, h_ln), (g_lstm, h_lstm) = _h9_numbers(ln[0], which), _h9_numbers(lstm[0], which)
-            checks += [g_ln < g_lstm, h_ln < h_lstm]
-            bn_part = ""
-            if bn and which in bn[0]:
-                g_bn, h_bn = _h9_numbers(bn[0], which)
-                bn_part = f", BN {g_bn:.2f}/{h_bn:.2f}"
-            parts.append(f"{task} {label}: LN {g_ln:.2f}/{h_ln:.2f}, LSTM {g_lstm:.2f}/{h_lstm:.2f}{bn_part}")
-    if not checks:
-        return Verdict("not tested here", "the result holds no LN-LSTM and LSTM norms to compare")
-    return Verdict(_status(checks), f"LN-LSTM more stable than the LSTM in {sum(checks)} of {len(checks)} "
-                                           f"comparisons; decades spanned by |dL/dh_t| (all t) / |h_t| (second "
-                                           f"half): {'; '.join(parts)}")
-
-
-def mean_valid(logs: list[dict[str, Any]]) -> float:
-    """The validation metric averaged over a learning curve (an area under the curve), median over seeds."""
-    return float(np.median([np.mean([v for v in log["valid"] if v is not None]) for log in logs]))
-
-
-def verdict_h12(record: dict[str, Any]) -> Verdict:
-    """H12 on sequential MNIST, mean validation error over training (lower is better): (a) the paper's
-    observation, LN-LSTM with gain 1.0 at least as good as with 0.1; (b) the ledger's reading, "insensitive
-    unlike recurrent BN": the LN-LSTM's change between the two gains smaller than the BN-LSTM's."""
-    d = record["data"]
-    runs = {v: select(d, "seqmnist", v) for v in ("ln_lstm", "ln_lstm_gain0.1", "bn_lstm", "bn_lstm_gain1")}
-    if not all(runs.values()):
-        return Verdict("not tested here",
-                              "the result lacks one of the four gain variants on sequential MNIST")
-    m = {v: mean_valid(logs) for v, logs in runs.items()}
-    ln_change = m["ln_lstm_gain0.1"] - m["ln_lstm"]
-    bn_change = m["bn_lstm"] - m["bn_lstm_gain1"]
-    checks = [m["ln_lstm"] <= m["ln_lstm_gain0.1"], abs(ln_change) < abs(bn_change)]
-    return Verdict(_status(checks), f"mean validation error over training (%): LN-LSTM gain 1.0 "
-                                           f"{100 * m['ln_lstm']:.2f}, gain 0.1 {100 * m['ln_lstm_gain0.1']:.2f}; "
-                                           f"BN-LSTM gain 0.1 {100 * m['bn_lstm']:.2f}, gain 1.0 "
-                                           f"{100 * m['bn_lstm_gain1']:.2f}; changing the gain moves LN by "
-                                           f"{100 * abs(ln_change):.2f} points, BN by {100 * abs(bn_change):.2f}")
-
-
-def verdict_h13(record: dict[str, Any]) -> Verdict:
-    """H13 on the adding problem, at every test length longer than the training length: (a) the LN-LSTM
-    still explains at least half the variance (squared error below half the trivial 1/6), (b) its squared
-    error is at most the BN-LSTM's (which reuses its last trained step's statistics). Medians over seeds."""
-    d = record["data"]
-    ln, bn, lstm = (select(d, "adding", v) for v in ("ln_lstm", "bn_lstm", "lstm"))
-    if not ln or not bn or "test_mse" not in ln[0] or "test_mse" not in bn[0]:
-        return Verdict("not tested here", "the result has no adding-problem length evaluation of LN and BN")
-    lengths = ln[0]["lengths"]
-
-    def med(logs: list[dict[str, Any]], key: str, i: int) -> float:
-        return float(np.median([log[key][i] for log in logs]))
-
-    checks, parts = [], []
-    for i, length in enumerate(lengths):
-        a, b = med(ln, "test_mse", i), med(bn, "test_mse", i)
-        extra = f", LSTM {med(lstm, 'test_mse', i):.4f}" if lstm else ""
-        extra += f", BN matched stats {med(bn, 'test_mse_matched', i):.4f}" if bn[0]["test_mse_matched"] else ""
-        parts.append(f"T={length}: LN {a:.4f}, BN {b:.4f}{extra}")
-        if i > 0:
-            checks += [a < ADDING_TRIVIAL_MSE / 2, a <= b]
-    return Verdict(_status(checks), f"adding-problem squared error (trivial {ADDING_TRIVIAL_MSE:.4f}), "
-                                           f"trained at T={lengths[0]}: {'; '.join(parts)}")
-
-
-VERDICTS = {"H8": verdict_h8, "H9": verdict_h9, "H12": verdict_h12, "H13": verdict_h13}
+    return training.balance(all_specs, workers, estimated_cost, run_key)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Entry points
-
-
-def _profile_of(params: dict[str, Any]) -> str:
-    """The profile whose parameters these are, or ``custom-<hash>`` for any other dict (tests)."""
-    for name, p in PROFILES.items():
-        if p == params:
-            return name
-    return "custom-" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _check_params(params: dict[str, Any]) -> None:
@@ -687,11 +503,12 @@ def _check_params(params: dict[str, Any]) -> None:
                          f"{params['adding']['factors']}")
 
 
-def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
-    """Train every run of the profile that is not finished yet (resuming interrupted ones), then assemble."""
+def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+    """Train every run of the profile that is not finished yet (resuming interrupted ones), then assemble.
+    ``profile`` names the run folder (any name for custom parameters: run keys hash every parameter)."""
     _check_params(params)
-    folder = checkpoint_dir(_profile_of(params), seed)
-    dev = _prepare_device(device)
+    folder = training.run_folder(NAME, profile, seed)
+    dev = torch.device(device)
     all_specs = specs(params, seed)
     data = mnist.load() if any(s["task"] == "seqmnist" for s in all_specs) else None
     logs = {run_key(s): train_run(s, data, folder, device=dev, progress=progress) for s in all_specs}
@@ -700,14 +517,15 @@ def run(params: dict[str, Any], *, seed: int, device: str, progress: bool = True
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_worker_args("Train this worker's share of the recurrent runs of a profile.", PROFILES, argv)
+    args = training.parse_worker_args("Train this worker's share of the recurrent runs of a profile.", PROFILES,
+                                      argv)
     params = PROFILES[args.profile]
-    folder = checkpoint_dir(args.profile, args.seed)
-    dev = _prepare_device(args.device)
+    folder = training.run_folder(NAME, args.profile, args.seed)
     mine = assign(specs(params, args.seed), args.workers)[args.worker]
     data = mnist.load() if any(s["task"] == "seqmnist" for s in mine) else None
-    for spec in mine:
-        train_run(spec, data, folder, device=dev)
+    with training.run_environment(args.device, threads=THREADS) as dev:
+        for spec in mine:
+            train_run(spec, data, folder, device=dev)
     print(f"worker {args.worker} of {args.workers}: my runs of profile {args.profile} are finished")
 
 

@@ -1,0 +1,331 @@
+r"""The training toolkit: what every experiment that trains networks shares, written once.
+
+An experiment that trains (Figure 6, the recurrent networks, and any later one) describes each network it
+trains by a *spec*, a flat JSON-able dict of everything that defines the run (kind, variant, batch size,
+learning rate, epochs or steps, seed, data sizes, ...). From the spec this module derives:
+
+* the **run key** (:func:`run_key`): a readable label plus the first 12 hex digits of the SHA-256 of the
+  whole spec, so two runs that differ in any parameter (``hidden``, ``train_cases``, ...) never share a file;
+* the **run folder** (:func:`run_folder`): ``_build/checkpoints/<experiment>-<profile>-seed<seed>/`` (or
+  under ``$LNLIB_CHECKPOINT_DIR``), named after the profile the caller passes explicitly;
+* **checkpoints** (:func:`save_checkpoint`, :func:`load_checkpoint`) that carry their spec and the SHA-256 of
+  their payload: a checkpoint of another spec, or one with a flipped bit, is rejected with a message naming
+  the file, set aside as ``<key>.pt.rejected``, and the run is trained again from scratch;
+* **finished-run logs** (``<key>.json``, written atomically) and a **lock** (``<key>.lock``, created with
+  ``O_EXCL``) so that two processes asked to train the same run do not both train it: the second waits for
+  the first and then reads its log (a lock left by a process that no longer exists is broken);
+* **worker splitting** (:func:`balance`, :func:`parse_worker_args`): two processes, one per core, each
+  train their share of a profile's runs.
+
+:func:`run_environment` is the one place that resolves ``device="auto"``, seeds the global generators,
+switches on deterministic algorithms and sets the thread count, for the duration of a run only: on exit
+the caller's settings are restored, so running an experiment in a notebook leaves its kernel as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import random
+import socket
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import results
+from ..torch.device import resolve_device
+
+#: The first line of every checkpoint file (then one line of JSON header, then the torch payload).
+CHECKPOINT_MAGIC = b"lnlib-checkpoint 1\n"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed from: another spec, a damaged payload, or not a checkpoint."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Naming runs
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the spec's canonical JSON: equal for equal specs, different for any changed value."""
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def run_key(label: str, spec: dict[str, Any]) -> str:
+    """``<label>-<12 hex digits of the spec's hash>``: readable, and unique to the whole spec."""
+    return f"{label}-{spec_digest(spec)[:12]}"
+
+
+def run_folder(experiment: str, profile: str, seed: int) -> Path:
+    """Where an experiment's runs of one profile keep their checkpoints, logs and locks."""
+    for name, value in (("experiment", experiment), ("profile", profile)):
+        if not isinstance(value, str) or not value or "/" in value:
+            raise ValueError(f"{name} must be a non-empty name without '/', got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    base = os.environ.get("LNLIB_CHECKPOINT_DIR")
+    root = Path(base) if base else results.REPO_ROOT / "_build" / "checkpoints"
+    return root / f"{experiment}-{profile}-seed{seed}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints: spec + payload hash, checked before anything is loaded
+
+
+def save_checkpoint(path: Path, spec: dict[str, Any], state: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors and plain data) for the run ``spec`` to ``path``, atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    header = json.dumps({"spec": spec, "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)},
+                        sort_keys=True, allow_nan=False).encode()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(CHECKPOINT_MAGIC + header + b"\n" + payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path, spec: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The state stored by :func:`save_checkpoint`, after checking that it belongs to ``spec`` and that its
+    payload is intact; :class:`CheckpointError` naming the file and the problem otherwise."""
+    path = Path(path)
+    blob = path.read_bytes()
+    if not blob.startswith(CHECKPOINT_MAGIC) or b"\n" not in blob[len(CHECKPOINT_MAGIC):]:
+        raise CheckpointError(f"{path}: not an lnlib checkpoint (no '{CHECKPOINT_MAGIC.decode().strip()}' header)")
+    header_bytes, payload = blob[len(CHECKPOINT_MAGIC):].split(b"\n", 1)
+    try:
+        header = json.loads(header_bytes)
+        stored_spec, digest, size = header["spec"], header["sha256"], header["bytes"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: damaged checkpoint header ({err})") from err
+    if stored_spec != json.loads(json.dumps(spec)):
+        changed = sorted(k for k in set(stored_spec) | set(spec) if stored_spec.get(k) != spec.get(k))
+        raise CheckpointError(f"{path}: checkpoint of another run (its spec differs in {changed})")
+    if len(payload) != size or hashlib.sha256(payload).hexdigest() != digest:
+        raise CheckpointError(f"{path}: damaged checkpoint (the payload's SHA-256 does not match its header)")
+    return torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+
+
+def resume_state(path: Path, spec: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if there is a valid one for ``spec``; ``None`` to start from scratch.
+
+    A rejected checkpoint is never used: a warning says why, and the file is kept as ``<name>.rejected``."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path, spec, device)
+    except CheckpointError as err:
+        aside = path.with_name(path.name + ".rejected")
+        os.replace(path, aside)
+        warnings.warn(f"{err}; it was moved to {aside.name} and this run is trained again from scratch",
+                      RuntimeWarning, stacklevel=2)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finished runs, trained once
+
+
+def _as_stored(obj: Any) -> Any:
+    """``obj`` as JSON stores it: non-finite floats become ``None`` (JSON has no NaN), tuples lists."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _as_stored(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_as_stored(v) for v in obj]
+    return obj
+
+
+def finished_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored log of run ``key`` if it finished with this ``spec``; ``None`` if it has to be trained.
+
+    A log that is unreadable or belongs to another spec is set aside (``.rejected``) with a warning."""
+    done = Path(folder) / f"{key}.json"
+    if not done.exists():
+        return None
+    try:
+        log = json.loads(done.read_text(encoding="utf-8"))
+        if log.get("spec") == _as_stored(spec):
+            return log
+        problem = "it holds the log of another spec"
+    except (ValueError, AttributeError) as err:
+        problem = f"it is not a readable log ({err})"
+    aside = done.with_name(done.name + ".rejected")
+    os.replace(done, aside)
+    warnings.warn(f"{done}: {problem}; moved to {aside.name}, the run is trained again", RuntimeWarning,
+                  stacklevel=2)
+    return None
+
+
+def _owner_is_gone(lock: Path) -> bool:
+    """Whether the process named in ``lock`` (``pid@host``) has ended (only knowable on this host)."""
+    try:
+        pid_text, host = lock.read_text().strip().split("@", 1)
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False  # being written right now, or unreadable: not provably stale
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, *, poll: float, announce: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``lock`` (created with O_EXCL) for the block; wait while a live process holds it."""
+    told = False
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            if _owner_is_gone(lock):
+                lock.unlink(missing_ok=True)
+                continue
+            if not told:
+                owner = lock.read_text().strip() if lock.exists() else "?"
+                announce(f"{lock.stem}: another process ({owner}) is training this run (lock {lock}); "
+                         f"waiting for it to finish")
+                told = True
+            time.sleep(poll)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{os.getpid()}@{socket.gethostname()}\n")
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def train_once(folder: Path, key: str, spec: dict[str, Any], train: Callable[[Path], dict[str, Any]], *,
+               poll: float = 2.0, announce: Callable[[str], None] = print) -> dict[str, Any]:
+    """The log of run ``key``: read if it finished, else trained by ``train(checkpoint_path)`` exactly once.
+
+    While this process trains, ``<key>.lock`` tells others; a second process asked for the same run waits
+    (saying so once through ``announce``) and then reads the first one's log. The finished log is stored
+    atomically as ``<key>.json`` (non-finite numbers as ``null``) and the checkpoint is removed. Returns
+    the log as stored.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = finished_log(folder, key, spec)
+    if log is not None:
+        return log
+    with _exclusive(folder / f"{key}.lock", poll=poll, announce=announce):
+        log = finished_log(folder, key, spec)  # the process we waited for may have finished it
+        if log is not None:
+            return log
+        checkpoint = folder / f"{key}.pt"
+        trained = train(checkpoint)
+        done = results.write_json_atomic(folder / f"{key}.json", _as_stored(trained))
+        checkpoint.unlink(missing_ok=True)
+        return json.loads(done.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The process: device, determinism, threads, for one run only
+
+
+@contextlib.contextmanager
+def run_environment(device: str | torch.device = "auto", *, seed: int | None = None,
+                    threads: int | None = None) -> Iterator[torch.device]:
+    """Resolve ``device`` and, inside the block, run deterministically; restore everything on exit.
+
+    Inside: deterministic algorithms on (CPU and CUDA; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG``), the global
+    generators of ``random``, NumPy and torch seeded with ``seed`` (unless ``None``), and ``threads`` torch
+    threads (unless ``None``). Experiments draw their randomness from explicit generators; seeding the global
+    ones guards against a library call that does not. On exit the caller's thread count, determinism flags,
+    environment variable and generator states are put back.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    dev = resolve_device(device)
+    saved_threads = torch.get_num_threads()
+    saved_flags = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    saved_env = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    saved_rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                 torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        if seed is not None:
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        yield dev
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_flags[0], warn_only=saved_flags[1])
+        if saved_env is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = saved_env
+        random.setstate(saved_rng[0])
+        np.random.set_state(saved_rng[1])
+        torch.set_rng_state(saved_rng[2])
+        if saved_rng[3] is not None:
+            torch.cuda.set_rng_state_all(saved_rng[3])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Workers: one process per core, each training its share
+
+
+def balance(specs: list[dict[str, Any]], workers: int, cost: Callable[[dict[str, Any]], float],
+            key: Callable[[dict[str, Any]], str]) -> list[list[dict[str, Any]]]:
+    """Greedy load balancing: most expensive first, each to the least loaded worker; ties broken by ``key``,
+    so every worker computes the same split."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for spec in sorted(specs, key=lambda s: (-cost(s), key(s))):
+        least = loads.index(min(loads))
+        shares[least].append(spec)
+        loads[least] += cost(spec)
+    return shares
+
+
+def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
+    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--profile", choices=sorted(profiles), required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--worker", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not 0 <= args.worker < args.workers:
+        raise SystemExit(f"--worker must be in [0, {args.workers - 1}], got {args.worker}")
+    return args
