@@ -299,40 +299,6 @@ def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str,
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Reading a result: small helpers the chapter uses
-
-
-def select(data: dict[str, Any], *, kind: str, variant: str, batch_size: int) -> list[dict[str, Any]]:
-    """The logs of every seed of one (kind, variant, batch size), in seed order."""
-    logs = [log for log in data["runs"].values() if log["spec"]["kind"] == kind
-            and log["spec"]["variant"] == variant and log["spec"]["batch_size"] == batch_size]
-    return sorted(logs, key=lambda log: log["spec"]["seed"])
-
-
-def epochs_to_reach(log: dict[str, Any], key: str, threshold: float) -> int | None:
-    """The first epoch at which ``log[key]`` is at most ``threshold`` (``None`` if it never is)."""
-    for epoch, value in zip(log["epoch"], log[key]):
-        if value is not None and value <= threshold:
-            return epoch
-    return None
-
-
-def race(first: int | None, second: int | None) -> str | None:
-    """Who gets there first, from two ``epochs_to_reach`` answers: ``"earlier"`` when ``first`` does (or
-    ``second`` never does), ``"tie"`` at the same epoch, ``"later"`` otherwise, ``None`` when neither does."""
-    if first is None and second is None:
-        return None
-    if first == second:
-        return "tie"
-    return "earlier" if second is None or (first is not None and first < second) else "later"
-
-
-def at_epoch(log: dict[str, Any], key: str, epoch: int) -> float | None:
-    """``log[key]`` at ``epoch`` (1-based), ``None`` if the run did not get that far."""
-    return log[key][epoch - 1] if epoch <= len(log[key]) else None
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Timing: the batch-size-4 epoch, before and after the speed work
 
 
