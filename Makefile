@@ -14,7 +14,7 @@ PROFILE ?= cpu
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
 
 .PHONY: help book test notebooks reproduce clean distclean venv unit smoke nbval html colab-cells \
-	browser-deps rendered bench
+	browser-deps rendered bench gpu-check
 
 help:
 	@echo "make book       build the book (executes chapters, writes _build/html/index.html)"
@@ -22,6 +22,7 @@ help:
 	@echo "make notebooks  re-execute every chapter in place with default parameters"
 	@echo "make reproduce PROFILE=cpu|paper|smoke   rerun the experiments (recompute=True)"
 	@echo "make bench      benchmark lnlib against torch and a memory copy (~2 min)"
+	@echo "make gpu-check  on a CUDA machine: tests, experiments and benchmark on the GPU (OUT=_build/gpu)"
 	@echo "make clean / distclean   remove _build / also remove .venv"
 
 # The environment: a virtualenv with the pinned lock file, then lnlib itself (editable, no new deps).
@@ -77,6 +78,12 @@ test: unit smoke nbval html rendered
 
 bench: $(STAMP)
 	$(PY) -m lnlib.bench --profile cpu
+
+# The GPU check (scripts/gpu_check.sh): unit tests with CUDA, every experiment with device="auto", the GPU
+# benchmark; everything under $OUT (default _build/gpu). No venv: it runs the python whose torch has CUDA
+# (PYTHON=...; .venv/bin/python if it exists). GPU_CHECK_FLAGS=--allow-cpu makes it a CPU dry run.
+gpu-check:
+	bash scripts/gpu_check.sh $(GPU_CHECK_FLAGS)
 
 reproduce: $(STAMP)
 	$(PY) -m lnlib._book run --out _build/reproduce/$(PROFILE) -p profile $(PROFILE) -p recompute True $(CHAPTERS)

@@ -19,7 +19,17 @@ Rows (``M x N`` input, layer norm over the last axis, batch norm over the first)
 * a training step of the 784-1000-1000-10 LN-MLP of chapter 9 with ``lnlib.torch.LayerNorm`` against
   ``torch.nn.LayerNorm``, at batch sizes 128 and 4 (Adam, fused), about ``train_steps`` steps each, the two
   models taking turns loop by loop (:func:`interleaved_seconds`);
-* with a CUDA device, the torch rows again on the GPU (all threads, synchronized timings).
+* with a CUDA device, the torch rows again on the GPU, next to a device copy (``Tensor.copy_``) and a
+  device ``torch.add`` (two reads and a write) of the same shapes, and the training step on the GPU:
+  timed with ``torch.cuda.synchronize()`` after every timed loop (a kernel launch returns before the
+  kernel has run), with all host threads. The record then has a ``gpu`` entry: the device's name,
+  compute capability, the CUDA and torch versions, its peak memory bandwidth (:func:`peak_bandwidth`),
+  and what the training steps mean for Figure 6 (:func:`fig6_projection`).
+
+Profiles ``smoke``, ``cpu`` and ``paper`` time the CPU rows, plus the GPU rows where the device is CUDA.
+Profile ``gpu`` times the GPU rows only (it needs CUDA): the book's shapes, which mostly fit in a large
+GPU's L2 cache and so measure launch overhead, plus one large shape (512 MiB per float32 array) that
+measures the memory bandwidth; about a minute on an H200.
 """
 
 from __future__ import annotations
@@ -46,8 +56,19 @@ PROFILES: dict[str, dict[str, Any]] = {
             "train_steps": 200},
     "paper": {"shapes": [[4096, 1024], [32768, 256], [512, 8192], [64, 1000]], "repeats": 15,
               "min_seconds": 0.1, "train_steps": 500},
+    "gpu": {"shapes": [[4096, 1024], [32768, 256], [512, 8192], [64, 1000], [32768, 4096]], "repeats": 7,
+            "min_seconds": 0.05, "train_steps": 200, "host_rows": False},
 }
 EPS = 1e-5
+TAG = " (GPU)"  # the suffix of every implementation timed on the GPU
+COPY_IMPLS = {"host": {"forward": "np.copyto", "backward": "np.add 2R1W"},
+              "device": {"forward": "torch copy_", "backward": "torch.add 2R1W"}}
+#: Peak memory bandwidth (GB/s) from the vendors' datasheets, by a part of the name CUDA reports; the first
+#: match wins, so the more specific names come first. The GPUs of Colab and of this project's checks.
+DATASHEET_BANDWIDTH_GBS = (("H200", 4800.0), ("H100 NVL", 3900.0), ("H100 PCIe", 2000.0), ("H100", 3350.0),
+                           ("A100-SXM4-80GB", 2039.0), ("A100 80GB PCIe", 1935.0), ("A100", 1555.0),
+                           ("L40S", 864.0), ("A10G", 600.0), ("V100", 900.0), ("L4", 300.0), ("T4", 320.0))
+FIG6_CASES_PER_EPOCH = 55_000  # the training set of Figure 6 (and of its paper profile)
 
 
 def loop_length(call: Callable[[], object], min_seconds: float, sync: Callable[[], None] = lambda: None) -> int:
@@ -209,10 +230,16 @@ def without_grad(function: Callable[..., object], *args: Any, **kwargs: Any) -> 
     return call
 
 
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """What ends a timed loop on ``device``: ``torch.cuda.synchronize`` on CUDA, where a call returns as soon
+    as its kernels are queued, so that a loop's time includes running them; nothing on the CPU."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def training_step_rows(params: dict[str, Any], device: torch.device, tag: str = "") -> list[dict[str, Any]]:
     """A training step of chapter 9's LN-MLP: lnlib.torch.LayerNorm against torch.nn.LayerNorm."""
     rows = []
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     impls = (("torch.nn.LayerNorm", lambda h: nn.LayerNorm(h)),
              ("lnlib.torch.LayerNorm", lambda h: lnt.LayerNorm(h)))
     for bs in (128, 4):
@@ -292,10 +319,31 @@ def pass_profile(shape: tuple[int, int], params: dict[str, Any], rng: np.random.
 
 
 def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
-    """All rows on one CPU thread (and on the GPU when ``device`` is CUDA); JSON-ready."""
+    """All rows on one CPU thread (and on the GPU when ``device`` is CUDA); JSON-ready.
+
+    A profile with ``host_rows`` false (``gpu``) skips the CPU rows and needs ``device`` to be CUDA: a
+    ``ValueError`` otherwise, since it would measure nothing.
+    """
+    dev = torch.device(device)
+    host = params.get("host_rows", True)
+    if not host and dev.type != "cuda":
+        raise ValueError(f"this profile times the GPU rows only and needs a CUDA device, got device={device!r}; "
+                         f"use profile 'smoke', 'cpu' or 'paper' on the CPU")
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {"rows": []}
+    if host:
+        data.update(host_rows(params, rng, progress))
+    data["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if dev.type == "cuda":
+        data["rows"] += gpu_rows(params, dev, rng)
+        data["gpu"] = {**device_info(dev), "fig6": fig6_projection(data["rows"])}
+    return data
+
+
+def host_rows(params: dict[str, Any], rng: np.random.Generator, progress: bool) -> dict[str, Any]:
+    """The CPU rows, the pass profile and the thread pools, all on one thread (BLAS and torch)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    rng = np.random.default_rng(seed)
     previous = torch.get_num_threads()
     rows: list[dict[str, Any]] = []
     try:
@@ -310,25 +358,126 @@ def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, pr
                          for info in threadpool_info()]
     finally:
         torch.set_num_threads(previous)
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        rows += gpu_rows(params, dev, rng)
-    return {"rows": rows, "passes": passes, "threads": 1, "thread_pools": libraries,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {"rows": rows, "passes": passes, "threads": 1, "thread_pools": libraries}
 
 
 def gpu_rows(params: dict[str, Any], dev: torch.device, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The torch rows on ``dev``, implementations suffixed :data:`TAG`: per shape a device copy and add
+    (:func:`device_copy_jobs`) and :func:`torch_jobs` for layer and batch norm, then the training step.
+
+    ``dev`` is the GPU; the CPU works too (the rows still say GPU), which is how the tests run this path.
+    Inputs come from a generator seeded from ``rng``, so the GPU rows are reproducible like the others.
+    """
+    generator = torch.Generator(device=dev).manual_seed(int(rng.integers(2**31)))
     rows = []
     for m, n in params["shapes"]:
-        xt = torch.randn(m, n, device=dev)
-        dyt = torch.randn(m, n, device=dev)
-        jobs: list[Job] = []
+        def draw(*size: int) -> torch.Tensor:
+            return torch.randn(*size, device=dev, generator=generator)
+
+        xt, dyt = draw(m, n), draw(m, n)
+        jobs = device_copy_jobs(xt, dyt, TAG)
         for norm in ("layer norm", "batch norm"):
-            gt, bt = torch.randn(n, device=dev), torch.randn(n, device=dev)
-            jobs += torch_jobs(norm, xt, dyt, gt, bt, (m, n), tag=" (GPU)")
-        rows += time_jobs(jobs, params, torch.cuda.synchronize)
-    rows += training_step_rows(params, dev, tag=" (GPU)")
+            jobs += torch_jobs(norm, xt, dyt, draw(n), draw(n), (m, n), tag=TAG)
+        rows += time_jobs(jobs, params, synchronizer(dev))
+    rows += training_step_rows(params, dev, tag=TAG)
     return rows
+
+
+def device_copy_jobs(x: torch.Tensor, dy: torch.Tensor, tag: str) -> list[Job]:
+    """The bandwidth references on ``x``'s device, the twins of ``np.copyto`` and ``np.add``: a copy (one
+    read and one write, the forward's compulsory traffic) and an add (two reads and a write, the
+    backward's)."""
+    out = torch.empty_like(x)
+    row = {"shape": list(x.shape), "norm": "copy"}
+    names = COPY_IMPLS["device"]
+    return [({**row, "direction": "forward", "impl": names["forward"] + tag}, partial(out.copy_, x)),
+            ({**row, "direction": "backward", "impl": names["backward"] + tag}, partial(torch.add, x, dy, out=out))]
+
+
+def device_info(dev: torch.device) -> dict[str, Any]:
+    """What the GPU rows ran on, for the record: name, compute capability, versions, peak bandwidth."""
+    props = torch.cuda.get_device_properties(dev)
+    peak, source = peak_bandwidth(props.name, getattr(props, "memory_clock_rate", None),
+                                  getattr(props, "memory_bus_width", None))
+    return {"name": props.name, "capability": f"{props.major}.{props.minor}",
+            "multiprocessors": props.multi_processor_count, "memory_gib": round(props.total_memory / 2**30, 1),
+            "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "peak_bandwidth_gbs": peak, "peak_bandwidth_source": source}
+
+
+def peak_bandwidth(name: str, memory_clock_khz: int | None = None, bus_width_bits: int | None = None
+                   ) -> tuple[float | None, str]:
+    """``(GB/s, where it came from)``: the datasheet value of a known GPU (:data:`DATASHEET_BANDWIDTH_GBS`),
+    else two transfers per memory clock times the bus width where the device properties give both, else
+    ``(None, "unknown")``. The summary reports measured bandwidths as a fraction of this."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (the CUDA device name), got {type(name).__name__}")
+    for part, gbs in DATASHEET_BANDWIDTH_GBS:
+        if part in name:
+            return gbs, "datasheet"
+    if memory_clock_khz and bus_width_bits:
+        return 2 * memory_clock_khz * 1e3 * bus_width_bits / 8 / 1e9, "device properties"
+    return None, "unknown"
+
+
+def fig6_projection(rows: list[dict[str, Any]], tag: str = TAG) -> dict[str, Any]:
+    """Figure 6's training time from the training-step rows: seconds per epoch of 55,000 cases at batch
+    sizes 4 and 128, and the projected training time of the ``paper`` profile of :mod:`.fig6_mnist`.
+
+    The projection counts the profile's epochs at every batch size (:func:`fig6_epochs`) and prices a
+    step at the measured lnlib LN-MLP step, interpolated linearly in the batch size between 4 and 128
+    (extrapolated to 256; held at the batch-size-4 time below 4, where a GPU step is all launch
+    overhead). It leaves out the per-epoch evaluation and batch norm's population statistics (forward
+    passes only), and prices the baseline and batch norm runs like the layer norm runs: an estimate of
+    the training time's order, not a measurement.
+    """
+    from .fig6_mnist import PROFILES as FIG6_PROFILES
+
+    steps: dict[int, dict[str, float]] = {}
+    for bs in (4, 128):
+        found = {impl: lookup(rows, [bs, 1000], "layer norm", "training step", impl + tag)
+                 for impl in ("lnlib.torch.LayerNorm", "torch.nn.LayerNorm")}
+        if any(seconds is None for seconds in found.values()):
+            raise ValueError(f"no training-step rows{tag} at batch size {bs} to project Figure 6 from")
+        steps[bs] = found
+    paper = FIG6_PROFILES["paper"]
+    epochs = fig6_epochs(paper)
+    t4, t128 = steps[4]["lnlib.torch.LayerNorm"], steps[128]["lnlib.torch.LayerNorm"]
+
+    def step_seconds(bs: int) -> float:
+        return t4 + (t128 - t4) * (max(bs, 4) - 4) / (128 - 4)
+
+    seconds = sum(count * (paper["train_cases"] // bs) * step_seconds(bs) for bs, count in epochs.items())
+    per_batch_size = {str(bs): {"seconds_per_step": t, "seconds_per_epoch": {
+        impl: s * (FIG6_CASES_PER_EPOCH // bs) for impl, s in t.items()}} for bs, t in steps.items()}
+    return {"cases_per_epoch": FIG6_CASES_PER_EPOCH, "per_batch_size": per_batch_size,
+            "paper": {"epochs_by_batch_size": {str(bs): count for bs, count in sorted(epochs.items())},
+                      "epochs": sum(epochs.values()), "training_seconds": seconds,
+                      "training_hours": seconds / 3600}}
+
+
+def fig6_epochs(params: dict[str, Any]) -> dict[int, int]:
+    """Epochs trained at each batch size by a Figure 6 profile (its ``PROFILES`` entry ``params``).
+
+    The count follows the plan of :mod:`.fig6_mnist`: the sweep trains the three variants (baseline, batch
+    norm, layer norm) for every activation and learning rate at batch size 128; the main runs train the
+    three variants for every seed at each batch size of ``main_batch_sizes``; the batch-size sweep trains
+    batch norm and layer norm at every ``sweep_batch_sizes`` entry, batch norm never at batch size 1.
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a Figure 6 profile (a dict), got {type(params).__name__}")
+    variants = 3
+    epochs: dict[int, int] = {}
+
+    def add(bs: int, count: int) -> None:
+        epochs[bs] = epochs.get(bs, 0) + count
+
+    add(128, variants * len(params["sweep_activations"]) * len(params["sweep_lrs"]) * params["sweep_epochs"])
+    for bs, count in params["main_batch_sizes"].items():
+        add(int(bs), params["seeds"] * variants * count)
+    for bs in params["sweep_batch_sizes"]:
+        add(bs, (1 if bs == 1 else 2) * params["batch_sweep_epochs"])
+    return epochs
 
 
 # --- reading a result ---------------------------------------------------------------------------------
