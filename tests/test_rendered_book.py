@@ -133,3 +133,19 @@ def test_pages_need_no_cdn_to_read():
             external.add(match.group(1))
     allowed = {u for u in external if "launch" in u or "binder" in u or "colab" in u}
     assert external - allowed == set(), f"pages load resources from other hosts: {sorted(external - allowed)}"
+
+
+def test_no_page_shows_a_markdown_table_as_text_and_the_ledger_has_its_tables():
+    """A Markdown table that reached the page as a paragraph shows as '| a | b |' and '|---|' to the reader;
+    the ledger must show its two tables (paper, sources) as real tables with one row per claim."""
+    if not _pages():
+        pytest.skip(f"no built book in {HTML}; run `make html` first")
+    failures = []
+    for page in _pages():
+        text = re.sub(r"<(pre|code|script|style)\b.*?</\1>", "", page.read_text("utf-8"), flags=re.S)
+        if re.search(r"\|\s*-{3,}\s*\|", text):
+            failures.append(f"{page.relative_to(HTML)}: a Markdown table rendered as text")
+    assert not failures, "\n".join(failures)
+    ledger = (HTML / "chapters" / "99_claims_ledger.html").read_text("utf-8")
+    tables = re.findall(r'<table class="ledger">(.*?)</table>', ledger, flags=re.S)
+    assert len(tables) == 2 and [t.count("<tr>") for t in tables][0] == 1 + 16  # header + H1..H16
