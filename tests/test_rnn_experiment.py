@@ -107,11 +107,13 @@ def test_pixel_statistics():
 
 def test_variants_of_a_task_share_their_initial_weights():
     models = {v: rnn.SequenceModel(v, 5, 6, 3, max_steps=4, init_seed=7) for v in rnn.VARIANTS}
-    first = models["lstm"]
-    for variant, model in models.items():
+    for variant, model in models.items():  # the LSTMs share theirs, and so do the two plain RNNs
+        first = models["rnn" if "rnn" in variant else "lstm"]
         for name in ("W_x", "W_h"):
             assert torch.equal(getattr(model.cell, name), getattr(first.cell, name)), (variant, name)
         assert torch.equal(model.readout.weight, first.readout.weight)
+    first = models["lstm"]
+    assert torch.all(models["ln_rnn"].cell.gain == 1.0)
     assert torch.all(models["ln_lstm"].cell.gain_h == 1.0)
     assert torch.all(models["ln_lstm_gain0.1"].cell.gain_c == 0.1)
     assert torch.all(models["bn_lstm"].cell.gain_x == 0.1)
@@ -214,17 +216,17 @@ def test_decades_steps_to_reach_and_median():
 
 def test_plan_assigns_every_run_once_and_keys_follow_the_parameters():
     all_specs = rnn.specs(rnn.PROFILES["cpu"], 0)
-    assert len(all_specs) == 8
+    assert len(all_specs) == 5 * (7 + 5 + 3)  # five seeds of every comparison
     shares = rnn.assign(all_specs, 2)
     keys = sorted(rnn.run_key(s) for share in shares for s in share)
-    assert keys == sorted(rnn.run_key(s) for s in all_specs) and len(set(keys)) == 8
+    assert keys == sorted(rnn.run_key(s) for s in all_specs) and len(set(keys)) == len(all_specs)
     changed = dict(all_specs[0], lr=3e-3)
     assert rnn.run_key(changed) != rnn.run_key(all_specs[0])
     assert rnn.task_seed("adding", 0) != rnn.task_seed("seqmnist", 0) != rnn.task_seed("adding", 1)
     with pytest.raises(ValueError, match="task must be one of"):
         rnn.make_spec("copying", "lstm", 0, {})
     bad = copy.deepcopy(TINY)
-    bad["adding"]["variants"] = ["lstm", "rnn"]
+    bad["adding"]["variants"] = ["lstm", "gru"]
     with pytest.raises(ValueError, match="variant must be one of"):
         rnn._check_params(bad)
 
@@ -239,7 +241,7 @@ def test_smoke_run_writes_a_valid_record(smoke):
     assert results.without_volatile(loaded) == results.without_volatile(json.loads(json.dumps(record)))
     runs = loaded["data"]["runs"]
     params = rnn.PROFILES["smoke"]
-    assert len(runs) == len(params["seqmnist"]["variants"]) + len(params["adding"]["variants"])
+    assert len(runs) == sum(len(params[task]["variants"]) for task in rnn.TASKS)
     for log in runs.values():
         task = log["spec"]["task"]
         p = params[task]
@@ -249,13 +251,14 @@ def test_smoke_run_writes_a_valid_record(smoke):
         length = 28 if task == "seqmnist" else p["length"]
         for which in ("norms_init", "norms_trained"):
             assert len(log[which]["grad_h"]) == length
+            assert ("grad_c" in log[which]) == ("rnn" not in log["spec"]["variant"])
         if task == "seqmnist":
             assert 0.0 <= log["test"]["error"] <= 1.0 and "norms_init_raw_pixels" in log
             assert abs(log["pixel_mean"] - 0.13) < 0.01
         else:
             assert log["lengths"] == [f * p["length"] for f in p["factors"]]
             assert len(log["test_mse"]) == len(p["factors"])
-            assert len(log["long_norms"]["c"]) == p["length"] * p["factors"][-1]
+            assert len(log["long_norms"]["h"]) == p["length"] * p["factors"][-1]
             is_bn = log["spec"]["variant"] == "bn_lstm"
             assert bool(log["test_mse_matched"]) == is_bn and ("long_norms_matched" in log) == is_bn
     for name in ("H8", "H9", "H12", "H13"):

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -73,7 +74,13 @@ from ..torch import recurrent as rt
 from . import training
 
 NAME = "rnn"
-TASKS = ("seqmnist", "adding")
+TASKS = ("seqmnist", "adding", "adding_var")
+#: The revision of the cell code every spec names (so logs of older code are never reused): 2 = the BN-LSTM
+#: with batch-centred products and constant features set to their shift (issue 13; chapter 11).
+CELL_CODE = 2
+#: Finished runs' logs committed to the repository (``data/runs/<run folder name>/<key>.json``): a run whose
+#: log is there with the same spec is read, not trained, so a profile can be trained over several sittings.
+COMMITTED_RUNS = results.REPO_ROOT / "data" / "runs"
 THREADS = 1  # one torch thread per process: the runs are small, and two workers use the two cores
 #: variant -> (cell kind, gain initialization; None: the cell's default)
 VARIANTS: dict[str, tuple[str, float | None]] = {
@@ -82,14 +89,23 @@ VARIANTS: dict[str, tuple[str, float | None]] = {
     "ln_lstm_gain0.1": ("ln_lstm", 0.1),
     "bn_lstm": ("bn_lstm", 0.1),
     "bn_lstm_gain1": ("bn_lstm", 1.0),
+    "rnn": ("rnn", None),
+    "ln_rnn": ("ln_rnn", 1.0),
 }
 #: the trivial squared error on the adding problem: predicting the mean 1 of u1 + u2, Var = 2/12
 ADDING_TRIVIAL_MSE = 1.0 / 6.0
 #: thresholds for steps-to-threshold (H8): validation error (seqmnist), validation squared error (adding)
 THRESHOLDS = {"seqmnist": (0.5, 0.2, 0.1, 0.05), "adding": (0.1, 0.05, 0.01)}
 
+#: SHA-256 of the source files a run executes, taken when this module is imported (a long-running worker
+#: records the code it runs, even if the checkout changes under it)
+SOURCE_SHA256 = hashlib.sha256(b"".join(
+    (Path(__file__).parent.parent / name).read_bytes()
+    for name in ("experiments/rnn.py", "torch/recurrent.py", "numpy/recurrent.py"))).hexdigest()
+
 _ALL = list(VARIANTS)
 _THREE = ["lstm", "ln_lstm", "bn_lstm"]
+_FIVE = _THREE + ["rnn", "ln_rnn"]
 
 
 def _seqmnist(hidden: int, steps: int, eval_every: int, train: int, valid: int, final_valid: int, test: int,
@@ -106,16 +122,28 @@ def _adding(variants: list[str], length: int, hidden: int, steps: int, eval_ever
             "factors": [1, 2, 4, 8], "stat_cases": test, "norm_cases": norm}
 
 
+def _adding_var(variants: list[str], lengths: tuple[int, int], horizon: int, hidden: int, steps: int,
+                eval_every: int, valid: int, test: int, norm: int, batch_size: int = 64) -> dict[str, Any]:
+    """H13b: training lengths drawn from ``lengths`` (inclusive), both markers in the last ``horizon`` steps;
+    evaluated at ``factors`` times the longest training length."""
+    spec = _adding(variants, lengths[1], hidden, steps, eval_every, valid, test, norm, batch_size)
+    spec.update({"min_length": lengths[0], "horizon": horizon})
+    return spec
+
+
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"seeds": 1,
               "seqmnist": _seqmnist(16, 20, 10, 2000, 200, 200, 200, 32, batch_size=16),
-              "adding": _adding(_THREE, 8, 16, 20, 10, 100, 100, 32, batch_size=16)},
-    "cpu": {"seeds": 1,
+              "adding": _adding(_FIVE, 8, 16, 20, 10, 100, 100, 32, batch_size=16),
+              "adding_var": _adding_var(_THREE, (6, 8), 4, 16, 20, 10, 100, 100, 32, batch_size=16)},
+    "cpu": {"seeds": 5,
             "seqmnist": _seqmnist(128, 2000, 50, 55_000, 1000, 5000, 10_000, 256),
-            "adding": _adding(_THREE, 40, 64, 3000, 50, 500, 1000, 256)},
-    "paper": {"seeds": 3,
+            "adding": _adding(_FIVE, 40, 64, 3000, 50, 500, 1000, 256),
+            "adding_var": _adding_var(_THREE, (20, 40), 20, 64, 3000, 50, 500, 1000, 256)},
+    "paper": {"seeds": 5,
               "seqmnist": _seqmnist(128, 10_000, 100, 55_000, 5000, 5000, 10_000, 256),
-              "adding": _adding(_ALL, 100, 128, 10_000, 100, 1000, 2000, 256)},
+              "adding": _adding(_FIVE, 100, 128, 10_000, 100, 1000, 2000, 256),
+              "adding_var": _adding_var(_THREE, (50, 100), 50, 128, 10_000, 100, 1000, 2000, 256)},
 }
 
 
@@ -123,13 +151,17 @@ PROFILES: dict[str, dict[str, Any]] = {
 # Data
 
 
-def adding_batch(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def adding_batch(n: int, length: int, rng: np.random.Generator,
+                 horizon: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` sequences of the adding problem of length ``length``: ``(xs, targets)``.
 
     ``xs`` is time-major float32 ``(length, n, 2)``: channel 0 the values, i.i.d. U(0, 1); channel 1 the
     markers, 1 at exactly two steps of each sequence, one drawn uniformly from the first half
     ``[0, length // 2)`` and one from the second half ``[length // 2, length)``, 0 elsewhere.
-    ``targets`` (float32, ``(n,)``) is the sum of the two marked values.
+    ``targets`` (float32, ``(n,)``) is the sum of the two marked values. With a ``horizon`` ``K``
+    (``2 <= K <= length``) both markers lie in the last ``K`` steps, one in each half of them
+    (``[length - K, length - K // 2)`` and ``[length - K // 2, length)``): the memory the task needs no
+    longer grows with the length (claim H13b).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (the number of sequences), got {n!r}")
@@ -137,9 +169,13 @@ def adding_batch(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndar
         raise ValueError(f"length must be an int >= 2 (one marker in each half), got {length!r}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    half = length // 2
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int)
+                                or not 2 <= horizon <= length):
+        raise ValueError(f"horizon must be None or an int in [2, length={length}], got {horizon!r}")
+    start = 0 if horizon is None else length - horizon
+    half = start + (length - start) // 2
     values = rng.random((length, n))
-    first = rng.integers(0, half, n)
+    first = rng.integers(start, half, n)
     second = rng.integers(half, length, n)
     markers = np.zeros((length, n))
     cases = np.arange(n)
@@ -237,30 +273,33 @@ def state_and_gradient_norms(model: SequenceModel, xs: torch.Tensor, targets: to
     finite)."""
     probe = copy.deepcopy(model).train()
     state = probe.cell.initial_state(xs.shape[1])
-    hs, cs = [], []
+    states = []
     for t in range(xs.shape[0]):
         state = probe.cell(xs[t], state, t=t)
         for tensor in state:
             tensor.retain_grad()
-        hs.append(state[0])
-        cs.append(state[1])
-    loss_fn(probe.readout(hs[-1]), targets).backward()
+        states.append(state)
+    loss_fn(probe.readout(states[-1][0]), targets).backward()
     grads = [p.grad.detach().flatten() for p in probe.parameters() if p.grad is not None]
-    return {"h": [per_case_norm(h) for h in hs], "c": [per_case_norm(c) for c in cs],
-            "grad_h": [per_case_norm(h.grad) for h in hs], "grad_c": [per_case_norm(c.grad) for c in cs],
-            "param_grad_norm": float(torch.cat(grads).norm())}
+    norms: dict[str, Any] = {}
+    for i, name in enumerate(("h", "c")[:len(states[0])]):
+        norms[name] = [per_case_norm(s[i]) for s in states]
+        norms["grad_" + name] = [per_case_norm(s[i].grad) for s in states]
+    norms["param_grad_norm"] = float(torch.cat(grads).norm())
+    return norms
 
 
 @torch.no_grad()
 def forward_norms(model: SequenceModel, xs: torch.Tensor) -> dict[str, list[float]]:
-    """Mean per-case norms of ``h_t`` and ``c_t`` at every step, in the model's current mode, no gradient."""
+    """Mean per-case norms of ``h_t`` (and ``c_t`` for the LSTMs) at every step, in the model's current mode,
+    no gradient."""
     state = model.cell.initial_state(xs.shape[1])
-    h, c = [], []
+    norms: dict[str, list[float]] = {name: [] for name in ("h", "c")[:len(state)]}
     for t in range(xs.shape[0]):
         state = model.cell(xs[t], state, t=t)
-        h.append(per_case_norm(state[0]))
-        c.append(per_case_norm(state[1]))
-    return {"h": h, "c": c}
+        for name, tensor in zip(norms, state):
+            norms[name].append(per_case_norm(tensor))
+    return norms
 
 
 def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -299,7 +338,7 @@ def make_spec(task: str, variant: str, seed: int, task_params: dict[str, Any]) -
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     check_variant(variant)
-    spec = {"task": task, "variant": variant, "seed": seed}
+    spec = {"task": task, "variant": variant, "seed": seed, "cell_code": CELL_CODE}
     spec.update({k: v for k, v in task_params.items() if k != "variants"})
     return spec
 
@@ -343,6 +382,7 @@ class _Task:
             self.input_size, self.outputs, self.max_steps = 28, 10, 28
         else:
             length = spec["length"]
+            self.horizon: int | None = spec.get("horizon")
             self.valid = self.adding(spec["valid_cases"], length, 1)
             self.final_valid = self.valid
             self.probe = self.adding(spec["norm_cases"], length, 2)
@@ -351,13 +391,15 @@ class _Task:
 
     def adding(self, n: int, length: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A fixed set of adding sequences; ``stream`` separates the sets (training batches use stream 0)."""
-        xs, ys = adding_batch(n, length, np.random.default_rng([self.seed, stream, length]))
+        xs, ys = adding_batch(n, length, np.random.default_rng([self.seed, stream, length]), self.horizon)
         return torch.from_numpy(xs).to(self.device), torch.from_numpy(ys).to(self.device)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         spec, bs = self.spec, self.spec["batch_size"]
-        if spec["task"] == "adding":
-            xs, ys = adding_batch(bs, spec["length"], np.random.default_rng([self.seed, 0, step]))
+        if spec["task"] != "seqmnist":  # adding_var: one length per batch, drawn from [min_length, length]
+            rng = np.random.default_rng([self.seed, 0, step])
+            length = int(rng.integers(spec["min_length"], spec["length"] + 1)) if "min_length" in spec else spec["length"]
+            xs, ys = adding_batch(bs, length, rng, self.horizon)
             return torch.from_numpy(xs).to(self.device), torch.from_numpy(ys).to(self.device)
         epoch, within = divmod(step, self.steps_per_epoch)
         if self._order is None or self._order[0] != epoch:
@@ -373,9 +415,37 @@ class _Task:
 
 def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
               device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
-    """Train one run (or resume it from its last checkpoint, or read it if finished); returns its log."""
+    """Train one run (or resume it from its last checkpoint, or read it if finished here or committed under
+    :data:`COMMITTED_RUNS`); returns its log."""
+    committed = committed_log(folder.name, spec)
+    if committed is not None:
+        return committed
     return training.train_once(folder, run_key(spec), spec,
                                lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+
+
+def committed_log(folder_name: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The committed log ``data/runs/<folder_name>/<key>.json`` of run ``spec``, if there is one of this spec."""
+    path = COMMITTED_RUNS / folder_name / f"{run_key(spec)}.json"
+    if not path.exists():
+        return None
+    log = json.loads(path.read_text(encoding="utf-8"))
+    return log if log.get("spec") == json.loads(json.dumps(spec)) else None
+
+
+def progress_of(params: dict[str, Any], profile: str, seed: int) -> dict[str, Any]:
+    """How far a profile's training got: runs planned, runs finished (committed or in the run folder), and
+    the single-core hours of the finished ones (training plus evaluation, from their logs)."""
+    folder = training.run_folder(NAME, profile, seed)
+    done = []
+    for spec in specs(params, seed):
+        log = committed_log(folder.name, spec) or training.finished_log(folder, run_key(spec), spec)
+        if log is not None:
+            done.append(log)
+    return {"planned": len(specs(params, seed)), "finished": len(done),
+            "core_hours": sum(sum(log["timing"].values()) for log in done) / 3600.0,
+            "finished_runs": sorted(f"{log['spec']['task']}-{log['spec']['variant']}-s{log['spec']['seed']}"
+                                    for log in done)}
 
 
 def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, device: torch.device,
@@ -386,7 +456,8 @@ def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, dev
                           max_steps=task.max_steps, init_seed=task.seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
     commit, modified = results.code_version()
-    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "step": [],
+    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified,
+                           "source_sha256": SOURCE_SHA256, "step": [],
                            "train_loss": [], "grad_norm": [], "valid": [], "diverged": False,
                            "timing": {"train": 0.0, "evaluation": 0.0}}
     start = 0
@@ -471,15 +542,19 @@ def _final_measurements(model: SequenceModel, task: _Task, log: dict[str, Any]) 
 def specs(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Every run of a profile: each task's variants, for seeds ``seed .. seed + params["seeds"] - 1``."""
     return [make_spec(task, variant, seed + s, params[task]) for s in range(params["seeds"]) for task in TASKS
-            for variant in params[task]["variants"]]
+            if task in params for variant in params[task]["variants"]]
+
+
+#: the cost of a time step relative to the LSTM's (see :func:`estimated_cost`)
+COST_FACTORS = {"lstm": 1.0, "ln_lstm": 1.5, "bn_lstm": 2.5, "rnn": 0.5, "ln_rnn": 0.8}
 
 
 def estimated_cost(spec: dict[str, Any]) -> float:
     """Rough single-core seconds of a run's training: about 1.5 ms per time step of a batch of 64 for the
     LSTM, 1.5x that for the LN-LSTM and 2.5x for the BN-LSTM (measured on a busy 2-core machine at the
     ``cpu`` profile's sizes; evaluation adds about 10%). Used to balance workers."""
-    length = 28 if spec["task"] == "seqmnist" else spec["length"]
-    factor = {"lstm": 1.0, "ln_lstm": 1.5, "bn_lstm": 2.5}[VARIANTS[spec["variant"]][0]]
+    length = 28 if spec["task"] == "seqmnist" else (spec["length"] + spec.get("min_length", spec["length"])) / 2
+    factor = COST_FACTORS[VARIANTS[spec["variant"]][0]]
     return spec["steps"] * length * 1.5e-3 * factor * spec["batch_size"] / 64
 
 
@@ -493,14 +568,15 @@ def assign(all_specs: list[dict[str, Any]], workers: int) -> list[list[dict[str,
 
 
 def _check_params(params: dict[str, Any]) -> None:
+    if not any(task in params for task in TASKS):
+        raise ValueError(f"params must have an entry for at least one of the tasks {TASKS}, got keys {sorted(params)}")
+    for task in TASKS[1:]:
+        if task in params and params[task]["factors"][0] != 1:
+            raise ValueError(f"params[{task!r}]['factors'] must start with 1 (the training length), got "
+                             f"{params[task]['factors']}")
     for task in TASKS:
-        if task not in params:
-            raise ValueError(f"params must have a {task!r} entry, got keys {sorted(params)}")
-        for variant in params[task]["variants"]:
+        for variant in params.get(task, {}).get("variants", []):
             check_variant(variant)
-    if params["adding"]["factors"][0] != 1:
-        raise ValueError(f"params['adding']['factors'] must start with 1 (the training length), got "
-                         f"{params['adding']['factors']}")
 
 
 def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
@@ -521,7 +597,9 @@ def main(argv: list[str] | None = None) -> None:
                                       argv)
     params = PROFILES[args.profile]
     folder = training.run_folder(NAME, args.profile, args.seed)
-    mine = assign(specs(params, args.seed), args.workers)[args.worker]
+    # this worker's share, seed by seed, so that an interrupted profile has whole seeds finished
+    mine = sorted(assign(specs(params, args.seed), args.workers)[args.worker],
+                  key=lambda spec: (spec["seed"], TASKS.index(spec["task"]), run_key(spec)))
     data = mnist.load() if any(s["task"] == "seqmnist" for s in mine) else None
     with training.run_environment(args.device, threads=THREADS) as dev:
         for spec in mine:

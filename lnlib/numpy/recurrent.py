@@ -91,6 +91,9 @@ LSTM_GATES = ("f", "i", "o", "g")
 GRU_GATES = ("z", "r")
 #: keys of one time step's BN-LSTM statistics (means and variances of the three normalized quantities).
 STAT_KEYS = ("mean_x", "var_x", "mean_h", "var_h", "mean_c", "var_c")
+#: a feature whose values over the batch spread by at most this many units of the dtype's machine epsilon
+#: (relative to its largest magnitude) is *constant over the batch*; see :func:`constant_over_batch`.
+CONSTANT_ULPS = 64
 
 Params = Mapping[str, np.ndarray]
 Stats = Mapping[str, np.ndarray]
@@ -279,7 +282,7 @@ def draw_lstm_step(x: object, h: object, c: object, params: Params, *,
 
 def bn_lstm_step(x: object, h: object, c: object, params: Params, *, stats: Stats | None = None,
                  eps: float = 1e-5, return_batch_stats: bool = False) -> tuple[np.ndarray, ...]:
-    """BN-LSTM of Cooijmans et al. (2016) for *one* time step; returns ``(h_t, c_t)``.
+    r"""BN-LSTM of Cooijmans et al. (2016) for *one* time step; returns ``(h_t, c_t)``.
 
     Training mode (``stats=None``): each BN uses the statistics of this batch at this time step (mean and
     biased variance over the ``N`` cases; at least 2 cases). Evaluation mode: ``stats`` holds this time
@@ -287,16 +290,27 @@ def bn_lstm_step(x: object, h: object, c: object, params: Params, *, stats: Stat
     each case is normalized on its own. With ``return_batch_stats=True`` the result is
     ``(h_t, c_t, batch_stats)``, ``batch_stats`` holding this step's means and *unbiased* variances (what
     running estimates are fed, as in PyTorch).
+
+    In training mode the products are formed from batch-centred inputs (:func:`_centred_product`; the
+    same BN output in exact arithmetic, and no float32 cancellation in the weight gradients).
+    **Features constant over the batch** (:func:`constant_over_batch`, e.g. every BN at the first steps of
+    sequential MNIST, whose top pixel rows are the same for every image) normalize to exactly their shift
+    (:math:`\hat x = 0`), where :func:`lnlib.numpy.batch_norm` would return the rounding error of
+    :math:`x - \mu` divided by :math:`\sqrt{\epsilon}`. The PyTorch twin also passes no gradient through
+    them; chapter 11 shows why that is the exact parameter gradient.
     """
     x, (h, c) = _check_step("bn_lstm", x, params, h=h, c=c)
     p = params
     if stats is not None:
         stats = _check_stats(stats, p)
-    ax, ah = x @ p["W_x"], h @ p["W_h"]
+        ax, ah = x @ p["W_x"], h @ p["W_h"]
+    else:  # training mode: products of batch-centred inputs (BN removes their batch mean anyway)
+        (ax, mean_ax), (ah, mean_ah) = _centred_product(x, p["W_x"]), _centred_product(h, p["W_h"])
 
     def bn(value: np.ndarray, key: str, gamma: np.ndarray, beta: np.ndarray | None) -> np.ndarray:
         if stats is None:
-            return batch_norm(value, gamma, beta, axis=0, eps=eps)
+            out = batch_norm(value, gamma, beta, axis=0, eps=eps)
+            return np.where(constant_over_batch(value), 0.0 if beta is None else beta, out).astype(out.dtype)
         return batch_norm_inference(value, stats["mean_" + key], stats["var_" + key], gamma, beta, eps)
 
     a = bn(ah, "h", p["gain_h"], None) + bn(ax, "x", p["gain_x"], None) + p["b"]
@@ -304,9 +318,39 @@ def bn_lstm_step(x: object, h: object, c: object, params: Params, *, stats: Stat
     if not return_batch_stats:
         return new_h, new_c
     batch_stats = {}
-    for key, value in (("x", ax), ("h", ah), ("c", new_c)):
-        batch_stats["mean_" + key], batch_stats["var_" + key] = moments(value, axis=0, ddof=1, keepdims=False)
+    for key, value, offset in (("x", ax, mean_ax), ("h", ah, mean_ah), ("c", new_c, 0.0)):
+        mean, var = moments(value, axis=0, ddof=1, keepdims=False)
+        batch_stats["mean_" + key], batch_stats["var_" + key] = mean + offset, var
     return new_h, new_c, batch_stats
+
+
+def _centred_product(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""``((z - mean(z)) @ w, mean(z) @ w)``, the mean over the batch (rows).
+
+    BN over the batch gives the same result for :math:`zW` and :math:`(z - \bar z)W` in exact arithmetic,
+    but the gradient of :math:`W` is then :math:`(z - \bar z)^\top \delta` instead of
+    :math:`z^\top\delta`, whose part :math:`\bar z^\top \sum_n \delta_n` is exactly zero (BN's input
+    gradient :math:`\delta` sums to zero over the batch) but in float32 is the rounding residue of terms
+    amplified by up to :math:`1/\sqrt{\epsilon}` where the batch is (nearly) constant."""
+    mean = z.mean(axis=0, keepdims=True)
+    return (z - mean) @ w, (mean @ w)[0]
+
+
+def constant_over_batch(values: np.ndarray) -> np.ndarray:
+    r"""Boolean mask of the features (columns) of ``values`` ``(N, F)`` that are constant over the batch up
+    to rounding: :math:`\max_n x_{nj} - \min_n x_{nj} \le` :data:`CONSTANT_ULPS` :math:`\cdot\,
+    \varepsilon_{\text{dtype}} \max_n |x_{nj}|` (an all-zero column is constant).
+
+    In exact arithmetic such a feature has batch variance 0, its batch-normalized value is
+    :math:`\beta` and, when it is computed from values that are themselves the same for every case, its
+    contribution to every parameter gradient is exactly zero (chapter 11). Computed in floating point its
+    centred values :math:`x - \mu` are rounding errors that BN divides by :math:`\sqrt{\epsilon}`.
+    """
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values must have shape (N, F), got shape {values.shape}")
+    spread = values.max(axis=0) - values.min(axis=0)
+    return spread <= CONSTANT_ULPS * np.finfo(values.dtype).eps * np.abs(values).max(axis=0)
 
 
 def gru_step(x: object, h: object, params: Params) -> np.ndarray:
