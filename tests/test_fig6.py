@@ -83,11 +83,20 @@ def test_epochs_to_reach_and_race_name_who_gets_there_first():
     assert claims.race_effect(None, None, 11) is None
 
 
-def test_worker_command_line_checks_the_worker_index():
+def test_worker_command_line_checks_the_worker_index(capsys):
     args = training.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "1", "--workers", "2"])
-    assert (args.profile, args.seed, args.device, args.worker, args.workers) == ("smoke", 0, "cpu", 1, 2)
-    with pytest.raises(SystemExit, match="--worker must be in"):
-        training.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--worker", "2", "--workers", "2"])
+    assert (args.profile, args.seed, args.device, args.worker, args.workers) == ("smoke", 0, "auto", 1, 2)
+    for argv, message in ((["--worker", "2", "--workers", "2"], "--worker must be in [0, 1] for --workers 2"),
+                          (["--workers", "0"], "--workers must be a positive number"),
+                          (["--seed", "-1"], "--seed must be a non-negative int"),
+                          (["--device", "tpu"], "--device: device must be 'auto', 'cpu', 'cuda'")):
+        with pytest.raises(SystemExit):
+            training.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", *argv])
+        assert message in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            training.parse_worker_args("d", fig6.PROFILES, ["--profile", "smoke", "--device", "cuda"])
+        assert "CUDA is not available here" in capsys.readouterr().err
 
 
 def test_choice_takes_the_lowest_mean_validation_error():

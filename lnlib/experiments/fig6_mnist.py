@@ -401,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
                 train_run(spec, data, folder, device=dev)
             if len(stages) == 2:
                 break
+            if len(plan(params, args.seed, folder)) == 1:
+                print(f"worker {args.worker} of {args.workers}: my sweep runs are finished; waiting for the other "
+                      f"workers' sweep runs in {folder} (the main runs are planned from all of them)", flush=True)
             while len(plan(params, args.seed, folder)) == 1:
                 time.sleep(10)
     print(f"worker {args.worker} of {args.workers}: my runs of profile {args.profile} are finished")

@@ -318,14 +318,26 @@ def balance(specs: list[dict[str, Any]], workers: int, cost: Callable[[dict[str,
 
 
 def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
-    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``."""
+    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``.
+
+    Every mistake ends in argparse's usage message naming the option (a CUDA device on a machine without
+    CUDA included), never in a traceback."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--profile", choices=sorted(profiles), required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--worker", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="first seed of the profile (default 0)")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available, else CPU; the default), "
+                        "'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--worker", type=int, default=0, help="this worker's index, 0 .. workers-1")
+    parser.add_argument("--workers", type=int, default=1, help="how many workers share the runs (one per core)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be a positive number of worker processes, got {args.workers}")
     if not 0 <= args.worker < args.workers:
-        raise SystemExit(f"--worker must be in [0, {args.workers - 1}], got {args.worker}")
+        parser.error(f"--worker must be in [0, {args.workers - 1}] for --workers {args.workers}, got {args.worker}")
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative int, got {args.seed}")
+    try:
+        resolve_device(args.device)
+    except (ValueError, TypeError) as err:
+        parser.error(f"--device: {err}")
     return args
