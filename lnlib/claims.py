@@ -483,6 +483,51 @@ def h9_stable_dynamics(record: Record) -> Verdict:
     return verdict_from_parts(parts, _rnn_seeds(record), "span of norms over time, LSTM minus LN-LSTM")
 
 
+def s001_vanishing_gradients(record: Record) -> Verdict:
+    r"""S001-vanishing, "LN prevents the vanishing-gradient problem": how many decades the loss gradient
+    loses from the last time step back to the first, :math:`\log_{10}(|\partial L/\partial h_T| /
+    |\partial L/\partial h_1|)`, before and after training. One part per (task, cell, before/after) for
+    each normalized cell and its plain twin in the result (LN-LSTM and LSTM; LN-RNN and tanh RNN): per
+    seed the plain cell's loss minus the normalized one's, resolution 0.01 decades. A gradient that
+    *grows* backwards in time loses a negative number of decades: exploding is not vanishing."""
+    d = record["data"]
+
+    def lost(log: Log, which: str) -> float:
+        grads = log[which]["grad_h"]
+        first, last = grads[0], grads[-1]
+        if first is None or last is None or not (math.isfinite(first) and math.isfinite(last)) or last <= 0:
+            return math.nan
+        return math.inf if first <= 0 else math.log10(last / first)
+
+    parts = []
+    for task in RNN_TASKS:
+        for normalized, plain in (("ln_lstm", "lstm"), ("ln_rnn", "rnn")):
+            pairs = paired(select_rnn(d, task, normalized), select_rnn(d, task, plain))
+            for which, label in (("norms_init", "init"), ("norms_trained", "trained")):
+                usable = [(a, b) for a, b in pairs if which in a and which in b]
+                if usable:
+                    parts.append(compare(f"{task} {plain} {label}",
+                                         [_difference(lost(b, which), lost(a, which)) for a, b in usable],
+                                         DECADES_RESOLUTION, "decades"))
+    if not parts:
+        return Verdict("not tested at this profile", "the result holds no gradient norms of a cell and its LN twin")
+    against = [p.name for p in parts if p.status == "not reproduced"]
+    return verdict_from_parts(parts, _rnn_seeds(record), "LN loses fewer decades of gradient"
+                              + (f" except: {', '.join(against)}" if against else " in every comparison"))
+
+
+def s003_placement(record: Record) -> Verdict:
+    """S003-placement, "LN after LSTM layers speeds up training and reduces the sensitivity to
+    initialization": the speed half is H8 (against the LSTM); the initialization half is not tested here,
+    so the claim is at most partly reproduced."""
+    speed = h8_faster_recurrent_training(record)
+    if speed.status not in JUDGED:
+        return speed
+    status = "partly reproduced" if speed.status == "reproduced" else speed.status
+    return Verdict(status, f"speed half only, as H8: {speed.status}; the sensitivity to initialization is not "
+                           f"tested here", speed.details)
+
+
 def final_valid_error(log: Log) -> float:
     """The validation error at the end of training on the final validation set; ``inf`` if the run diverged
     (a run that failed is as bad as can be)."""
@@ -686,6 +731,8 @@ CHECKS: dict[str, Callable[[Record], Verdict]] = {
     "H12": h12_gain_insensitivity,
     "H13": h13_longer_sequences,
     "S001-epsilon": s001_epsilon_quiz,
+    "S001-vanishing": s001_vanishing_gradients,
+    "S003-placement": s003_placement,
 }
 
 

@@ -246,3 +246,33 @@ def test_claims_import_without_torch_or_tqdm(tmp_path):
             "print(c.judge(e, profile='cpu').status)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in claims.JUDGED
+
+
+def _rnn_record(ln_valid, lstm_valid, ln_grads, lstm_grads, seeds=3):
+    """Sequential-MNIST runs of the LN-LSTM and the LSTM: validation curves and gradient norms per step."""
+    def log(variant, valid, grads, seed):
+        norms = {"grad_h": grads, "h": [1.0] * len(grads)}
+        return {"spec": {"task": "seqmnist", "variant": variant, "seed": seed, "eval_every": 10,
+                         "steps": 10 * len(valid)},
+                "step": [10 * (i + 1) for i in range(len(valid))], "valid": valid,
+                "norms_init": norms, "norms_trained": norms}
+    runs = {f"{v}-{s}": log(v, valid, grads, s) for s in range(seeds)
+            for v, valid, grads in (("ln_lstm", ln_valid, ln_grads), ("lstm", lstm_valid, lstm_grads))}
+    return {"data": {"runs": runs}}
+
+
+def test_s003_placement_is_at_most_partly_since_half_of_it_is_untested():
+    record = _rnn_record([0.01] * 5, [1.0] * 5, [1.0] * 4, [1.0] * 4)
+    assert claims.h8_faster_recurrent_training(record).status == "reproduced"
+    verdict = claims.s003_placement(record)
+    assert verdict.status == "partly reproduced" and "not tested" in verdict.evidence
+
+
+@pytest.mark.parametrize("lstm_grads,status", [
+    ([1e-4, 1e-2, 1.0, 1.0], "reproduced"),      # the LSTM loses 4 decades back in time, LN none
+    ([10.0, 5.0, 2.0, 1.0], "not reproduced"),   # a gradient growing back in time is not vanishing
+    ([1.0, 1.0, 1.0, 1.0], "not reproduced"),    # no loss on either side: a tie
+])
+def test_s001_vanishing_counts_decades_lost_back_in_time(lstm_grads, status):
+    record = _rnn_record([0.5] * 3, [0.5] * 3, [1.0] * 4, lstm_grads)
+    assert claims.s001_vanishing_gradients(record).status == status
