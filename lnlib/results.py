@@ -39,23 +39,29 @@ class ResultFileError(ValueError):
     """A result file is missing, unreadable or does not follow the schema."""
 
 
-def results_dir() -> Path:
-    """Where result files live.
+def checkout_root() -> Path | None:
+    """The clone of the book this process works in, or ``None``.
 
-    ``$LNLIB_RESULTS_DIR`` if set; else ``data/results`` of the checkout lnlib is imported from (an
-    editable install); else the first ``data/results`` found in the working directory or above it (lnlib
-    installed as a package, run from inside a clone of the book).
-    """
+    The folder lnlib is imported from when it is a checkout (an editable install: it has ``data/``);
+    else the first folder at or above the working directory that holds ``data/results`` (lnlib installed
+    as a package, run from inside a clone). Never ``site-packages``."""
+    if (REPO_ROOT / "data").is_dir():
+        return REPO_ROOT
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "data" / "results").is_dir():
+            return folder
+    return None
+
+
+def results_dir() -> Path:
+    """Where result files live: ``$LNLIB_RESULTS_DIR`` if set; else ``data/results`` of the checkout
+    (:func:`checkout_root`); else ``data/results`` under the working directory (created when a result is
+    saved), so that an installed lnlib never writes into its own installation folder."""
     env = os.environ.get("LNLIB_RESULTS_DIR")
     if env:
         return Path(env)
-    beside_package = REPO_ROOT / "data" / "results"
-    if beside_package.is_dir():
-        return beside_package
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        if (folder / "data" / "results").is_dir():
-            return folder / "data" / "results"
-    return beside_package
+    root = checkout_root()
+    return (root if root is not None else Path.cwd()) / "data" / "results"
 
 
 def result_path(experiment: str, profile: str, seed: int) -> Path:
@@ -208,7 +214,8 @@ def load(path: Path | str) -> dict[str, Any]:
     """Read and validate one result file (strict JSON: ``NaN``/``Infinity`` tokens are refused)."""
     path = Path(path)
     if not path.exists():
-        raise ResultFileError(f"{path}: no such result file; run the experiment with recompute=True to create it")
+        raise ResultFileError(f"{path}: no such result file; run the experiment with recompute=True to create it, "
+                              f"or set LNLIB_RESULTS_DIR to the folder that holds the results")
     try:
         record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as err:
@@ -230,7 +237,8 @@ def load_result(experiment: str, profile: str, seed: int) -> dict[str, Any]:
     if not path.exists():
         raise MissingResultError(
             f"{path}: no stored result for experiment {experiment!r}, profile {profile!r}, seed {seed}; run the "
-            f"chapter with recompute=True (e.g. `make reproduce PROFILE={profile}`) to create it")
+            f"chapter with recompute=True (e.g. `make reproduce PROFILE={profile}`) to create it, or set "
+            f"LNLIB_RESULTS_DIR to the folder that holds the results")
     record = load(path)
     for key, wanted in (("experiment", experiment), ("profile", profile), ("seed", seed)):
         if record[key] != wanted:

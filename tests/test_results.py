@@ -145,3 +145,28 @@ def test_nan_tokens_and_foreign_contents_are_refused(results_in_tmp):
     path.unlink()
     with pytest.raises(results.MissingResultError, match="no stored result"):
         results.load_result("bn_batch_size", "smoke", 0)
+
+
+def test_an_installed_lnlib_never_writes_into_its_installation(tmp_path, monkeypatch):
+    """lnlib imported from a folder without data/ (site-packages): results and checkpoints go to the clone
+    the user works in, or under the working directory; never beside the package."""
+    from lnlib.experiments import training
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.setattr(results, "REPO_ROOT", site)
+    monkeypatch.delenv("LNLIB_RESULTS_DIR", raising=False)
+    monkeypatch.delenv("LNLIB_CHECKPOINT_DIR", raising=False)
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert results.checkout_root() is None
+    assert results.results_dir() == elsewhere / "data" / "results"
+    assert training.run_folder("fig6_mnist", "smoke", 0) == elsewhere / "_build" / "checkpoints" / "fig6_mnist-smoke-seed0"
+    clone = tmp_path / "clone"
+    (clone / "data" / "results").mkdir(parents=True)
+    (clone / "chapters").mkdir()
+    monkeypatch.chdir(clone / "chapters")
+    assert results.checkout_root() == clone and results.results_dir() == clone / "data" / "results"
+    with pytest.raises(results.MissingResultError, match="LNLIB_RESULTS_DIR"):
+        results.load_result("bn_batch_size", "smoke", 0)

@@ -15,6 +15,8 @@ the experiment, records provenance and writes the result file atomically.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import time
 from types import ModuleType
 from typing import Any
@@ -77,3 +79,32 @@ def load_or_run(module: ModuleType, *, profile: str, recompute: bool, seed: int 
     if recompute:
         return run(module, profile=profile, seed=seed, device=device, progress=progress)
     return results.load_result(module.NAME, profile, seed)
+
+
+def cli(name: str, argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m lnlib.experiments.<name>``: run one experiment at a profile and save its result file.
+
+    The experiments that train networks (``fig6_mnist``, ``rnn``) have their own worker command line
+    instead (:func:`training.parse_worker_args`), which splits the runs between processes."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    summary = (module.__doc__ or name).strip().splitlines()[0]
+    parser = argparse.ArgumentParser(prog=f"python -m {module.__name__}", description=summary,
+                                     epilog="The result is written to data/results/ of the clone (or to "
+                                            "$LNLIB_RESULTS_DIR); the chapters read it with recompute=False.")
+    parser.add_argument("--profile", choices=sorted(module.PROFILES), default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available; the default), 'cpu', "
+                        "'cuda' or 'cuda:N'")
+    parser.add_argument("--no-save", action="store_true", help="run and print, but write no result file")
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed must be a non-negative int, got {args.seed}")
+    try:
+        training.resolve_device(args.device)
+    except (ValueError, TypeError) as err:
+        parser.error(f"--device: {err}")
+    record = run(module, profile=args.profile, seed=args.seed, device=args.device, save=not args.no_save)
+    where = "not saved" if args.no_save else f"saved to {results.result_path(module.NAME, args.profile, args.seed)}"
+    print(f"{module.NAME}, profile {args.profile}, seed {args.seed}, device {record['provenance']['device']}: "
+          f"{record['provenance']['wall_time_s']:.1f} s; {where}")
+    return record

@@ -127,3 +127,9 @@ def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, pr
         steps.update()
     steps.close()
     return data
+
+
+if __name__ == "__main__":
+    from . import cli
+
+    cli(NAME)

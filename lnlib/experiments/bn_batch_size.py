@@ -118,3 +118,9 @@ def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, pr
             out[key].append(value)
     return {"batch_sizes": list(params["batch_sizes"]), "probe_z": z.tolist(), **out,
             "histogram_unit": shown_unit, "histogram_edges": HISTOGRAM_EDGES.tolist(), "histogram_counts": counts}
+
+
+if __name__ == "__main__":
+    from . import cli
+
+    cli(NAME)

@@ -259,3 +259,9 @@ def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, pr
         accuracy = variance_accuracy(params, var_rng, bar)
         half = half_precision(params, half_rng, dev, bar)
     return {"device": str(dev), "near_constant": near, "variance_accuracy": accuracy, "half_precision": half}
+
+
+if __name__ == "__main__":
+    from . import cli
+
+    cli(NAME)

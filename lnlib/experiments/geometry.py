@@ -203,3 +203,9 @@ def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, pr
     data["gains"] = gains(params, generator, dev)
     data["training"] = {str(s): train(params, s, seed + 1, dev, progress) for s in params["init_scales"]}
     return data
+
+
+if __name__ == "__main__":
+    from . import cli
+
+    cli(NAME)

@@ -154,3 +154,9 @@ def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, pr
 def verdict_table(changes: list[list[float]], tolerance: float = 1e-9) -> list[list[bool]]:
     """Invariant (True) where the largest change is at most ``tolerance``."""
     return [[c <= tolerance for c in row] for row in changes]
+
+
+if __name__ == "__main__":
+    from . import cli
+
+    cli(NAME)

@@ -6,8 +6,9 @@ learning rate, epochs or steps, seed, data sizes, ...). From the spec this modul
 
 * the **run key** (:func:`run_key`): a readable label plus the first 12 hex digits of the SHA-256 of the
   whole spec, so two runs that differ in any parameter (``hidden``, ``train_cases``, ...) never share a file;
-* the **run folder** (:func:`run_folder`): ``_build/checkpoints/<experiment>-<profile>-seed<seed>/`` (or
-  under ``$LNLIB_CHECKPOINT_DIR``), named after the profile the caller passes explicitly;
+* the **run folder** (:func:`run_folder`): ``_build/checkpoints/<experiment>-<profile>-seed<seed>/`` of the
+  checkout (or of the working directory outside one, or under ``$LNLIB_CHECKPOINT_DIR``), named after the
+  profile the caller passes explicitly;
 * **checkpoints** (:func:`save_checkpoint`, :func:`load_checkpoint`) that carry their spec and the SHA-256 of
   their payload: a checkpoint of another spec, or one with a flipped bit, is rejected with a message naming
   the file, set aside as ``<key>.pt.rejected``, and the run is trained again from scratch;
@@ -77,7 +78,8 @@ def run_folder(experiment: str, profile: str, seed: int) -> Path:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     base = os.environ.get("LNLIB_CHECKPOINT_DIR")
-    root = Path(base) if base else results.REPO_ROOT / "_build" / "checkpoints"
+    checkout = results.checkout_root()
+    root = Path(base) if base else (checkout if checkout is not None else Path.cwd()) / "_build" / "checkpoints"
     return root / f"{experiment}-{profile}-seed{seed}"
 
 
