@@ -30,6 +30,19 @@ def sci(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}e}"
 
 
+#: Below this, a float64 error is rounding, and its digits depend on the machine (summation order, SIMD
+#: width, threads): :func:`rounding` prints the bound instead, so that a chapter re-executed elsewhere
+#: prints the same text.
+ROUNDING_FLOOR = 1e-13
+
+
+def rounding(value: float, digits: int = 1, floor: float = ROUNDING_FLOOR) -> str:
+    """An error as :func:`sci` prints it, or ``<1e-13`` when it is float64 rounding (below ``floor``,
+    by default :data:`ROUNDING_FLOOR`, about 450 units in the last place at 1; a finite difference with
+    step h needs a floor near ``1e-16 / h`` times the function's size)."""
+    return f"<{floor:.0e}" if abs(value) < floor else sci(value, digits)
+
+
 def provenance_card(record: dict[str, Any]) -> str:
     """A short, printable provenance record for a figure made from a result file."""
     prov = record["provenance"]

@@ -170,3 +170,11 @@ def test_an_installed_lnlib_never_writes_into_its_installation(tmp_path, monkeyp
     assert results.checkout_root() == clone and results.results_dir() == clone / "data" / "results"
     with pytest.raises(results.MissingResultError, match="LNLIB_RESULTS_DIR"):
         results.load_result("bn_batch_size", "smoke", 0)
+
+
+def test_rounding_level_errors_print_as_a_bound():
+    from lnlib import report
+
+    assert report.rounding(4.4e-16) == "<1e-13" and report.rounding(0.0) == "<1e-13"
+    assert report.rounding(2.7e-8) == "2.7e-08" and report.rounding(3.3e-13, floor=1e-11) == "<1e-11"
+    assert report.rounding(1.62e-6, 2) == "1.62e-06"
