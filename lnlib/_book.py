@@ -115,6 +115,9 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
     papermill.execute_notebook(
         str(notebook), str(output), parameters=parameters or {}, kernel_name="python3",
         cwd=str(notebook.parent), progress_bar=False, execution_timeout=timeout,
+        # the kernel listens on localhost only; its warning about unencrypted TCP, printed once per
+        # chapter, says nothing about the chapter (errors are still printed)
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     return time.perf_counter() - start
 
