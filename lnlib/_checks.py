@@ -18,6 +18,31 @@ Axis = int | Sequence[int]
 #: dtypes a normalization accepts, by name (NumPy's and PyTorch's spellings agree for these).
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
+#: The dtype statistics are accumulated in, by input dtype name: one rule for both backends. The two 16-bit
+#: formats (8 and 11 significant bits) are accumulated in float32; float32 and float64 in themselves.
+ACCUMULATION_DTYPES = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
+
+#: Below this value of ``var + eps`` (per accumulation dtype) the squares that make up a variance may be
+#: subnormal and lose relative precision: ``tiny / u`` (smallest normal number over the unit roundoff),
+#: 2**-102 in float32 and 2**-969 in float64. Slices whose ``var + eps`` falls below it, or whose variance
+#: overflowed (inf or NaN), are recomputed on values rescaled by a power of two (exact), which keeps the
+#: two-pass accuracy over the whole finite range of the dtype. Both backends test the reciprocal standard
+#: deviation ``r = 1/sqrt(var + eps)`` they compute anyway: the statistics are in range exactly when
+#: ``0 < r <= RSTD_CEILING[dtype]`` (NaN fails both comparisons).
+VARIANCE_FLOOR = {"float32": 2.0 ** -102, "float64": 2.0 ** -969}
+RSTD_CEILING = {name: floor ** -0.5 for name, floor in VARIANCE_FLOOR.items()}
+
+
+def accumulation_dtype(dtype_name: str) -> str:
+    """Name of the dtype statistics of a ``dtype_name`` input are accumulated in (see ACCUMULATION_DTYPES)."""
+    return ACCUMULATION_DTYPES.get(dtype_name, dtype_name)
+
+
+def ceiling_needed(eps: float, dtype_name: str) -> bool:
+    """Whether ``r <= RSTD_CEILING`` must be checked: only when ``eps`` is below the variance floor (with a
+    larger ``eps``, ``var + eps`` cannot fall below it, and ``r > 0`` alone decides: one reduction)."""
+    return eps < VARIANCE_FLOOR[dtype_name]
+
 
 def normalize_axis(axis: object, ndim: int, *, name: str = "axis") -> tuple[int, ...]:
     """Turn ``axis`` (an int or a sequence of ints, negative allowed) into sorted non-negative axes.

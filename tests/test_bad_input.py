@@ -147,3 +147,50 @@ def test_bad_ddof_is_refused(backend):
     for bad, error in ((-1, ValueError), (True, TypeError), (0.5, TypeError)):
         with pytest.raises(error, match="ddof"):
             backend.lib.batch_norm(backend.asarray(np.ones((4, 3))), ddof=bad)
+
+
+# --- out= (NumPy only): every overlap with an input is refused by name; exactly x's memory is in place.
+def _out_cases():
+    x = np.arange(16.0).reshape(4, 4)
+    out = np.empty((5, 4))
+    readonly = np.empty((4, 4))
+    readonly.flags.writeable = False
+    return [
+        ("out and gamma disjoint parts of one buffer", dict(x=x, gamma=out[0], out=out[1:]), None),  # accepted
+        ("out is gamma's memory", dict(x=x, gamma=out[0], out=out[:4]), ["out overlaps gamma"]),
+        ("out is beta's memory", dict(x=x, beta=out[3], out=out[:4]), ["out overlaps beta"]),
+        ("out partly overlaps x", dict(x=out[:4], out=out[1:]), ["out overlaps x"]),
+        ("in place, gamma a row of x", dict(x=out[:4], gamma=out[0], out=out[:4]), ["out overlaps gamma"]),
+        ("out read-only", dict(x=x, out=readonly), ["out is read-only"]),
+        ("out a list", dict(x=x, out=[[0.0] * 4] * 4), ["out must be a NumPy array", "list"]),
+        ("out of another dtype", dict(x=x, out=np.empty((4, 4), dtype=np.float32)), ["out must have", "float32"]),
+    ]
+
+
+@pytest.mark.parametrize("function", ["layer_norm", "rms_norm"])
+@pytest.mark.parametrize("what,kwargs,words", _out_cases(), ids=[c[0] for c in _out_cases()])
+def test_out_refuses_every_overlap_by_name(function, what, kwargs, words, rng):
+    kwargs = dict(kwargs)
+    x = kwargs.pop("x")
+    x[...] = rng.normal(size=x.shape)
+    if words is None:
+        gamma = kwargs.get("gamma")
+        expected = getattr(lnp, function)(x.copy(), None if gamma is None else gamma.copy())
+        assert getattr(lnp, function)(x, **kwargs) is kwargs["out"]
+        np.testing.assert_array_equal(kwargs["out"], expected)
+        return
+    error = TypeError if "list" in words else ValueError
+    with pytest.raises(error) as info:
+        getattr(lnp, function)(x, **kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize("view", ["x", "x[:, :]", "x[...]", "x.reshape(x.shape)"])
+def test_out_of_exactly_x_memory_normalizes_in_place(view, rng):
+    for axis in (-1, 0):  # the row-blocked kernel and the general path
+        x = rng.normal(size=(3, 5))
+        expected = lnp.layer_norm(x, axis=axis)
+        out = eval(view, {"x": x})
+        assert lnp.layer_norm(x, axis=axis, out=out) is out
+        np.testing.assert_array_equal(x, expected)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float_dtype, check_param_shape
+from .._checks import accumulation_dtype, check_float_dtype, check_param_shape
 
 
 def is_torch_tensor(obj: object) -> bool:
@@ -30,8 +30,10 @@ def as_float_array(x: object, *, name: str = "x") -> np.ndarray:
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype statistics are accumulated in: float32 for float16 inputs, the input's dtype otherwise."""
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+    """The dtype statistics are accumulated in (:data:`lnlib._checks.ACCUMULATION_DTYPES`, the rule of both
+    backends): float32 for float16 and bfloat16 (``ml_dtypes``) inputs, the input's dtype otherwise."""
+    dtype = np.dtype(dtype)
+    return np.dtype(accumulation_dtype(dtype.name)) if dtype.itemsize < 4 else dtype
 
 
 def as_param(param: object, x: np.ndarray, *, name: str) -> np.ndarray | None:

@@ -37,7 +37,9 @@ def layer_norm(x: object, gamma: object = None, beta: object = None, *, axis: Ax
     The variance is biased (divides by the number of values, as eq. 3). Each slice over ``axis`` is one
     training case's statistics, so the output for one example never depends on the other examples.
     ``axis`` may have size 1 (the output is then ``beta``: every value equals its mean). ``out`` (NumPy
-    only) receives the result; ``out=x`` normalizes in place.
+    only) receives the result: a writable array of x's shape and dtype sharing no memory with ``x``,
+    ``gamma`` or ``beta``, except ``out=x`` (or a view of exactly x's memory), which normalizes in place;
+    anything else is a ``ValueError``/``TypeError`` naming ``out``.
     """
     return normalize(x, gamma, beta, axis=axis, eps=eps, what="layer_norm", out=out)
 

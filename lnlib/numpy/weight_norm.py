@@ -27,19 +27,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import normalize_axis
+from .._checks import normalize_axis, reduced_size
 from ._arrays import as_float_array, as_param, compute_dtype, sum_to_shape
+from .normalization import rescaled_standardize, rstd_in_range, rstd_out_of_range
 
 Axis = int | tuple[int, ...]
 
 
 def _direction(v: object, axis: Axis) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """``(v, v / ||v||, 1 / ||v||, axes)``, the last two in the compute dtype.
+
+    The norm is checked like a variance (:func:`lnlib.numpy.normalization.standardize`): where the sum of
+    squares overflowed or underflowed, the direction is recomputed on ``v`` scaled by a power of two
+    (:func:`~lnlib.numpy.normalization.rescaled_standardize` without centering and with ``ddof = M - 1``,
+    which makes its "variance" the plain sum of squares), so it is accurate for every finite ``v``.
+    """
     v = as_float_array(v, name="v")
     axes = normalize_axis(axis, v.ndim)
     vc = v.astype(compute_dtype(v.dtype), copy=False)
-    norm = np.sqrt(np.square(vc).sum(axis=axes, keepdims=True))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return v, vc / norm, norm, axes
+    with np.errstate(all="ignore"):  # a zero vector gives NaN (0/0), as documented; the rest is redone
+        sum_squares = np.square(vc).sum(axis=axes, keepdims=True)
+        norm = np.sqrt(sum_squares)
+        direction, inverse_norm = vc / norm, 1.0 / norm
+        if rstd_in_range(inverse_norm, 0.0):
+            return v, direction, inverse_norm, axes
+        redo = rstd_out_of_range(inverse_norm)
+        safe_direction, safe_inverse, _, _ = rescaled_standardize(vc, axes, 0.0, reduced_size(vc.shape, axes) - 1,
+                                                                  center=False)
+    return v, np.where(redo, safe_direction, direction), np.where(redo, safe_inverse, inverse_norm), axes
 
 
 def weight_norm(v: object, g: object = None, *, axis: Axis = -1) -> np.ndarray:
@@ -53,14 +68,14 @@ def weight_norm(v: object, g: object = None, *, axis: Axis = -1) -> np.ndarray:
 def weight_norm_backward(dw: object, v: object, g: object = None, *, axis: Axis = -1
                          ) -> tuple[np.ndarray, np.ndarray | None]:
     """Gradients ``(dv, dg)`` of :func:`weight_norm`; ``dg`` has the shape of ``g`` (``None`` without ``g``)."""
-    v, direction, norm, axes = _direction(v, axis)
+    v, direction, inverse_norm, axes = _direction(v, axis)
     dw = as_float_array(dw, name="dw")
     if dw.shape != v.shape:
         raise ValueError(f"dw must have the shape of v, {v.shape}; got {dw.shape}")
     g = as_param(g, v, name="g")
     dw = dw.astype(direction.dtype, copy=False)
     along = (direction * dw).sum(axis=axes, keepdims=True)
-    scale = 1.0 / norm if g is None else g / norm
+    scale = inverse_norm if g is None else g * inverse_norm
     dv = scale * (dw - direction * along)
     dg = None if g is None else sum_to_shape(dw * direction, g.shape).astype(v.dtype)
     return dv.astype(v.dtype, copy=False), dg

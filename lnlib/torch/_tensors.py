@@ -32,7 +32,8 @@ def as_float_tensor(x: object, *, name: str = "x") -> torch.Tensor:
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype statistics are accumulated in: float32 for float16/bfloat16 inputs, the input's dtype otherwise."""
+    """The dtype statistics are accumulated in (:data:`lnlib._checks.ACCUMULATION_DTYPES`, the rule of both
+    backends): float32 for float16 and bfloat16 inputs, the input's dtype otherwise."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 

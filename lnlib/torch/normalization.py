@@ -1,12 +1,17 @@
 r"""Standardization over named axes, PyTorch twin of :mod:`lnlib.numpy.normalization`.
 
 The maths (forward, two-pass variance, the closed-form backward) is derived in the NumPy module's
-docstring; this file follows it line by line with torch operations, so it runs on any device.
+docstring; this file follows it line by line with torch operations, so it runs on any device. So do the
+dtype rule (float16 and bfloat16 accumulated in float32) and the accuracy statement over the whole finite
+range, with the same table of bounds: slices whose statistics overflowed or underflowed are recomputed by
+:func:`rescaled_standardize`, and a fused kernel whose statistics did (PyTorch's own ``F.layer_norm``
+returns NaN for a float32 row holding :math:`10^{20}`) hands the call to the composite path.
 
 Autograd: :func:`normalize` is a :class:`torch.autograd.Function` whose ``backward`` is the hand-derived
 formula (:func:`gradients`), not autograd's trace of the forward. The backward is itself computed from
-saved tensors and is therefore marked once-differentiable: asking for a second derivative raises instead of
-returning a wrong one.
+saved tensors; when a second derivative is asked for (``create_graph=True``) it recomputes them from ``x``
+with differentiable operations, so autograd differentiates the backward itself and higher derivatives
+are exact (checked with ``gradgradcheck``). The native kernels below have PyTorch's own double backward.
 
 Native kernels (``native=True``, the default). Two layouts are so common that PyTorch has a fused kernel
 for them, and :func:`normalize` calls it instead of the composite path:
@@ -16,9 +21,12 @@ for them, and :func:`normalize` calls it instead of the composite path:
 * statistics over every axis but axis 1 with per-channel parameters (shape ``(1, C, 1, ...)``, ``(C, 1,
   ...)`` or ``(C,)`` for 2-D input) is ``torch.nn.functional.batch_norm`` in training mode.
 
-Both compute the same definition (biased variance, :math:`\epsilon` inside the square root, same affine
-step), with their own summation order (Welford-style moments on the CPU): results agree with the composite
-path to rounding, which the tests check. They are one fused pass instead of about ten tensor operations, and
+They are called through ``torch.native_layer_norm``, ``torch._fused_rms_norm`` and
+``torch.native_batch_norm``, which also return :math:`r`, so checking the statistics costs one min over
+:math:`r` (and, on CUDA, one synchronization). Both compute the same definition (biased variance,
+:math:`\epsilon` inside the square root, same affine step), with their own summation order
+(Welford-style moments on the CPU): results agree with the composite path to rounding, which the tests
+check. They are one fused pass instead of about ten tensor operations, and
 their backward passes are compiled kernels: this is what makes ``lnlib.torch`` as fast as ``torch.nn``
 (chapter 13). ``native=False`` forces the composite path with the hand-derived backward for every layout;
 the unbiased variance (``ddof=1``) and every other layout always use it.
@@ -26,11 +34,13 @@ the unbiased variance (``ddof=1``) and every other layout always use it.
 
 from __future__ import annotations
 
-import torch
-from torch.autograd.function import once_differentiable
+import math
 
-from .._checks import check_ddof, check_eps, check_reduction_size, normalize_axis, reduced_size
-from ._tensors import as_float_tensor, as_param, compute_dtype, sum_to_shape
+import torch
+
+from .._checks import (RSTD_CEILING, ceiling_needed, check_ddof, check_eps, check_reduction_size, normalize_axis,
+                       reduced_size)
+from ._tensors import as_float_tensor, as_param, compute_dtype, dtype_name, sum_to_shape
 
 
 def moments(x: torch.Tensor, *, axis: int | tuple[int, ...] = -1, ddof: int = 0,
@@ -47,17 +57,69 @@ def moments(x: torch.Tensor, *, axis: int | tuple[int, ...] = -1, ddof: int = 0,
 
 
 def _moments(x: torch.Tensor, axes: tuple[int, ...], ddof: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(mean, x - mean, var)`` in the compute dtype, for already validated arguments.
-
-    Means are written ``sum / n``: the same arithmetic as ``Tensor.mean``, at a lower fixed cost per call,
-    which matters for the small batches of the experiments.
-    """
+    """``(mean, x - mean, var)`` in the compute dtype, for already validated arguments, accurate over the
+    whole finite range (slices whose variance left the accurate range are recomputed rescaled)."""
     xc = _as(x, compute_dtype(x.dtype))
-    size = reduced_size(tuple(x.shape), axes)
-    mean = xc.sum(dim=axes, keepdim=True) / size
-    centred = xc - mean
+    mean, centred, var = _statistics(xc, axes, ddof, True)
+    inverse = torch.rsqrt(var)  # a zero variance is redone too: it may be an underflow
+    if rstd_in_range(inverse, 0.0):
+        return mean, centred, var
+    _, _, safe_mean, safe_var = rescaled_standardize(xc, axes, 0.0, ddof, True)
+    redo = rstd_out_of_range(inverse)
+    return torch.where(redo, safe_mean, mean), centred, torch.where(redo, safe_var, var)
+
+
+def _statistics(xc: torch.Tensor, axes: tuple[int, ...], ddof: int, center: bool
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean, x - mean, var)`` of ``xc`` (already in the compute dtype) by two passes, as computed: the
+    caller checks them with :func:`rstd_in_range`. Without centering the mean is 0 and var the mean
+    square. Means are written ``sum / n``: the same arithmetic as ``Tensor.mean``, at a lower fixed cost per
+    call, which matters for the small batches of the experiments."""
+    size = reduced_size(tuple(xc.shape), axes)
+    mean = xc.sum(dim=axes, keepdim=True) / size if center else xc.new_zeros(())
+    centred = xc - mean if center else xc
     var = (centred * centred).sum(dim=axes, keepdim=True) / (size - ddof)
     return mean, centred, var
+
+
+def rstd_in_range(rstd: torch.Tensor, eps: float) -> bool:
+    """Whether every ``r = 1/sqrt(var + eps)`` of ``rstd`` comes from statistics in the accurate range
+    (:data:`lnlib._checks.RSTD_CEILING`): one min over the statistics when ``eps`` is at least the floor
+    (and, on CUDA, one synchronization). The twin of :func:`lnlib.numpy.normalization.rstd_in_range`."""
+    if rstd.numel() == 0:
+        return True
+    name = dtype_name(compute_dtype(rstd.dtype))
+    rstd = rstd.detach()
+    return rstd.min().item() > 0 and (not ceiling_needed(eps, name) or rstd.max().item() <= RSTD_CEILING[name])
+
+
+def rstd_out_of_range(rstd: torch.Tensor) -> torch.Tensor:
+    """The slices :func:`rstd_in_range` rejects: ``r`` not in ``(0, RSTD_CEILING]`` (overflow, underflow, NaN)."""
+    rstd = rstd.detach()
+    return ~((rstd > 0) & (rstd <= RSTD_CEILING[dtype_name(compute_dtype(rstd.dtype))]))
+
+
+def _ldexp(t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``t * 2**k`` for an integer tensor ``k``, exact (three factors, so no power of two overflows)."""
+    a = torch.div(k, 3, rounding_mode="floor")
+    b = torch.div(k - a, 2, rounding_mode="floor")
+    return t * torch.exp2(a.to(t.dtype)) * torch.exp2(b.to(t.dtype)) * torch.exp2((k - a - b).to(t.dtype))
+
+
+def rescaled_standardize(xc: torch.Tensor, axes: tuple[int, ...], eps: float, ddof: int = 0, center: bool = True
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_hat, r, mean, var)`` computed on each slice scaled by a power of two: exact for every finite input.
+
+    The twin of :func:`lnlib.numpy.normalization.rescaled_standardize` (whose docstring has the maths),
+    differentiable: the scale factors are powers of two, constant to first order.
+    """
+    e = torch.frexp(xc.detach().abs().amax(dim=axes, keepdim=True)).exponent
+    mean_s, centred_s, var_s = _statistics(_ldexp(xc, -e), axes, ddof, center)
+    root_eps = math.sqrt(float(torch.tensor(eps, dtype=xc.dtype)))
+    h = (math.frexp(root_eps)[1] - e).clamp(min=0) if root_eps > 0 else torch.zeros_like(e)
+    denominator = torch.hypot(_ldexp(var_s.sqrt(), -h), _ldexp(torch.full_like(var_s, root_eps), -e - h))
+    x_hat = _ldexp(centred_s, -h) / denominator
+    return x_hat, _ldexp(1.0 / denominator, -(e + h)), _ldexp(mean_s, e), _ldexp(var_s, 2 * e)
 
 
 def standardize(x: torch.Tensor, axes: tuple[int, ...], eps: float, ddof: int = 0,
@@ -65,15 +127,20 @@ def standardize(x: torch.Tensor, axes: tuple[int, ...], eps: float, ddof: int = 
     """``(x_hat, r)``: the standardized input and the reciprocal standard deviation (kept dims).
 
     With ``center=False`` the mean is taken to be 0 and the "variance" is the mean square (RMSNorm).
-    Arguments must already be validated; this is the shared kernel of the public functions.
+    Arguments must already be validated; this is the shared kernel of the public functions. Slices whose
+    statistics left the accurate range are recomputed by :func:`rescaled_standardize` (all slices when
+    autograd records, so that no gradient passes through a discarded inf or NaN).
     """
-    if center:
-        _, centred, var = _moments(x, axes, ddof)
-    else:
-        centred = _as(x, compute_dtype(x.dtype))
-        var = (centred * centred).sum(dim=axes, keepdim=True) / reduced_size(tuple(x.shape), axes)
+    xc = _as(x, compute_dtype(x.dtype))
+    _, centred, var = _statistics(xc, axes, ddof, center)
     rstd = torch.rsqrt(var + eps)
-    return centred * rstd, rstd
+    if rstd_in_range(rstd, eps):
+        return centred * rstd, rstd
+    safe_hat, safe_rstd, _, _ = rescaled_standardize(xc, axes, eps, ddof, center)
+    if xc.requires_grad and torch.is_grad_enabled():
+        return safe_hat, safe_rstd
+    redo = rstd_out_of_range(rstd)
+    return torch.where(redo, safe_hat, centred * rstd), torch.where(redo, safe_rstd, rstd)
 
 
 def _as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -81,7 +148,15 @@ def _as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class _Normalize(torch.autograd.Function):
-    """Forward: standardize then affine. Backward: :func:`gradients` on the saved ``x_hat`` and ``rstd``."""
+    """Forward: standardize then affine. Backward: :func:`gradients` on the saved ``x_hat`` and ``rstd``.
+
+    Higher derivatives are exact: when autograd records the backward (``create_graph=True``, as in
+    ``torch.autograd.grad(..., create_graph=True)`` or a double ``backward``), ``x_hat`` and ``rstd`` are
+    recomputed from the saved ``x`` with differentiable operations, and :func:`gradients` (torch operations
+    only) is differentiated by autograd like any other function; ``gradgradcheck`` in float64 checks it for
+    every layout (``tests/test_double_backward.py``). Without ``create_graph`` the backward costs what it
+    did before: the formula on the saved tensors. ``x`` is saved only when it requires grad.
+    """
 
     @staticmethod
     def forward(ctx, x, gamma, beta, axes, eps, ddof, center):  # noqa: ANN001, ANN205 (autograd's signature)
@@ -91,16 +166,17 @@ class _Normalize(torch.autograd.Function):
             y = y * _as(gamma, x_hat.dtype)
         if beta is not None:
             y = y + _as(beta, x_hat.dtype)
-        ctx.save_for_backward(x_hat, rstd, gamma)
-        ctx.axes, ctx.ddof, ctx.center, ctx.x_dtype = axes, ddof, center, x.dtype
+        ctx.save_for_backward(x_hat, rstd, gamma, x if x.requires_grad else None)
+        ctx.axes, ctx.eps, ctx.ddof, ctx.center, ctx.x_dtype = axes, eps, ddof, center, x.dtype
         ctx.beta_shape = None if beta is None else tuple(beta.shape)
         ctx.beta_dtype = None if beta is None else beta.dtype
         return _as(y, x.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy):  # noqa: ANN001, ANN205
-        x_hat, rstd, gamma = ctx.saved_tensors
+        x_hat, rstd, gamma, x = ctx.saved_tensors
+        if torch.is_grad_enabled() and x is not None:  # create_graph: let autograd see x_hat(x) and rstd(x)
+            x_hat, rstd = standardize(x, ctx.axes, ctx.eps, ctx.ddof, ctx.center)
         g = None if gamma is None else _as(gamma, x_hat.dtype)
         dx, dgamma, dbeta = gradients(dy, x_hat, rstd, g, ctx.beta_shape, ctx.axes, ctx.ddof, ctx.center)
         return (
@@ -134,20 +210,24 @@ def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Te
 
 def _native(x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None, axes: tuple[int, ...],
             eps: float, center: bool) -> torch.Tensor | None:
-    """PyTorch's fused kernel for this layout, or ``None`` when none computes exactly this."""
+    """PyTorch's fused kernel for this layout, or ``None`` when none computes exactly this, or when its
+    statistics left the accurate range (:func:`rstd_in_range`; the composite path then repairs them)."""
     if any(p is not None and p.dtype != x.dtype for p in (gamma, beta)):
         return None
     trailing = tuple(x.shape[axes[0]:])
     if axes == tuple(range(axes[0], x.ndim)) and all(p is None or tuple(p.shape) == trailing for p in (gamma, beta)):
         if center:
-            return torch.nn.functional.layer_norm(x, trailing, gamma, beta, eps)
-        if beta is None and hasattr(torch.nn.functional, "rms_norm"):  # PyTorch >= 2.4
-            return torch.nn.functional.rms_norm(x, trailing, gamma, eps)
-        return None
+            y, _, rstd = torch.native_layer_norm(x, trailing, gamma, beta, eps)
+        elif beta is None and hasattr(torch, "_fused_rms_norm"):  # PyTorch >= 2.8: returns rstd too
+            y, rstd = torch._fused_rms_norm(x, trailing, gamma, eps)
+        else:
+            return None
+        return y if rstd_in_range(rstd, eps) else None
     if (center and eps > 0 and x.ndim >= 2 and axes == (0, *range(2, x.ndim)) and reduced_size(tuple(x.shape), axes) > 1
             and all(_per_channel(p, x) for p in (gamma, beta))):
         flat = [None if p is None else p.reshape(x.shape[1]) for p in (gamma, beta)]
-        return torch.nn.functional.batch_norm(x, None, None, flat[0], flat[1], training=True, eps=eps)
+        y, _, rstd = torch.native_batch_norm(x, flat[0], flat[1], None, None, True, 0.0, eps)
+        return y if rstd_in_range(rstd, eps) else None
     return None
 
 
