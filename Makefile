@@ -26,9 +26,16 @@ help:
 	@echo "make clean / distclean   remove _build / also remove .venv"
 
 # The environment: a virtualenv with the pinned lock file, then lnlib itself (editable, no new deps).
+# TORCH_CPU=1 installs the CPU-only torch wheel from PyTorch's own index first (on Linux, PyPI's torch is the
+# CUDA build with its nvidia-* libraries, several GB); the pinned version then counts as installed.
+TORCH_CPU ?=
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements-lock.txt)
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+
 $(STAMP): requirements-lock.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is required, found " + sys.version'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required (the pinned environment needs it), found " + sys.version'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_CPU),$(PY) -m pip install --quiet --disable-pip-version-check --index-url $(TORCH_CPU_INDEX) torch==$(TORCH_VERSION))
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
