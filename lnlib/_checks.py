@@ -67,19 +67,28 @@ def _normalize_axis_cached(axis: object, ndim: int, name: str) -> tuple[int, ...
     return _normalize_axis(axis, ndim, name)
 
 
-def _normalize_axis(axis: object, ndim: int, name: str) -> tuple[int, ...]:
+def check_axis(axis: object, *, name: str = "axis") -> tuple[int, ...]:
+    """The checks of an ``axis`` argument that need no input: an int or a non-empty sequence of ints (bools
+    and strings refused). Returns the axes as a tuple; constructors call it so that a bad ``axis`` is
+    refused when the module is built, not at its first call."""
     if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral, Sequence)) or isinstance(axis, str):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r} ({type(axis).__name__})")
     axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
     if len(axes) == 0:
         raise ValueError(f"{name} must name at least one axis, got an empty {type(axis).__name__}")
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"{name} must contain ints, got {a!r} ({type(a).__name__}) in {axis!r}")
+    return axes
+
+
+def _normalize_axis(axis: object, ndim: int, name: str) -> tuple[int, ...]:
+    axes = check_axis(axis, name=name)
     if ndim == 0:
         raise ValueError(f"{name}={axis!r} cannot apply to a 0-dimensional input (a scalar); expected an input "
                          f"with at least one axis to take statistics over")
     normalized = []
     for a in axes:
-        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
-            raise TypeError(f"{name} must contain ints, got {a!r} ({type(a).__name__}) in {axis!r}")
         if not -ndim <= a < ndim:
             raise ValueError(
                 f"{name}={axis!r} is out of range for an input with {ndim} dimension(s); "
@@ -149,6 +158,60 @@ def check_ddof(ddof: object) -> int:
     if ddof < 0:
         raise ValueError(f"ddof must be >= 0 (0: biased, 1: unbiased variance), got {ddof}")
     return int(ddof)
+
+
+def check_bool(value: object, *, name: str) -> bool:
+    """``value`` must be ``True`` or ``False`` (a truthy string such as ``'no'`` is refused); returns it."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_shape(shape: object, *, name: str) -> tuple[int, ...]:
+    """A parameter or statistics shape: a positive int or a non-empty tuple of positive ints (bools and
+    floats refused, as ``2.5`` features or ``True`` features are not a shape); returns it as a tuple."""
+    what = "a positive int or a non-empty tuple of positive ints"
+    if isinstance(shape, bool) or not isinstance(shape, (numbers.Integral, Sequence)) or isinstance(shape, str):
+        raise TypeError(f"{name} must be {what}, got {shape!r} ({type(shape).__name__})")
+    sizes = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    if not sizes:
+        raise ValueError(f"{name} must be {what}, got an empty {type(shape).__name__}")
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"{name} must be {what}, got {n!r} ({type(n).__name__}) in {shape!r}")
+        if n < 1:
+            raise ValueError(f"{name} must be {what}, got {shape!r}")
+    return tuple(int(n) for n in sizes)
+
+
+def check_momentum(momentum: object) -> float | None:
+    """``momentum`` of a running average: ``None`` (cumulative average) or a real number in [0, 1]; bools
+    and strings refused. Returns it as a float (or ``None``)."""
+    if momentum is None:
+        return None
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"momentum must be None or a real number in [0, 1], got {momentum!r} "
+                        f"({type(momentum).__name__})")
+    value = float(momentum)
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ValueError(f"momentum must be None or in [0, 1], got {momentum!r}")
+    return value
+
+
+def check_num_groups(num_groups: object) -> int:
+    """``num_groups`` of group norm: a positive int (bools refused); returns it as an int."""
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
+        raise TypeError(f"num_groups must be a positive int, got {num_groups!r} ({type(num_groups).__name__})")
+    if num_groups < 1:
+        raise ValueError(f"num_groups must be a positive int, got {num_groups!r}")
+    return int(num_groups)
+
+
+def required(value: object, *, name: str, what: str) -> object:
+    """``value`` itself, unless it is ``None``: then ``TypeError`` naming ``name`` and saying ``what`` it is."""
+    if value is None:
+        raise TypeError(f"{name} must be {what}, got None")
+    return value
 
 
 def check_choice(value: object, choices: tuple[str, ...], *, name: str) -> str:

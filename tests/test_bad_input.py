@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -194,3 +196,118 @@ def test_out_of_exactly_x_memory_normalizes_in_place(view, rng):
         out = eval(view, {"x": x})
         assert lnp.layer_norm(x, axis=axis, out=out) is out
         np.testing.assert_array_equal(x, expected)
+
+
+# --- Issue 18, item 5: every public constructor and function names its bad arguments, in both twins alike.
+# Each row runs through lnlib.numpy and lnlib.torch and must raise the same exception type, naming the same
+# argument. Arrays are written as NumPy arrays and converted to tensors for the torch twin (INT_DTYPE is the
+# backend's int64); RAW marks an object passed unconverted to both.
+class RAW:
+    def __init__(self, value):
+        self.value = value
+
+
+INT_DTYPE = object()
+X43 = np.arange(12.0).reshape(4, 3) ** 1.5
+MASKED = np.ma.masked_array(X43, mask=X43 > 20)
+
+TWIN_CASES = [
+    # (what, name, args, kwargs, exception, argument named in the message)
+    ("BatchNorm momentum a string", "BatchNorm", (3,), {"momentum": "0.1"}, TypeError, "momentum"),
+    ("BatchNorm momentum a bool", "BatchNorm", (3,), {"momentum": True}, TypeError, "momentum"),
+    ("BatchNorm momentum NaN", "BatchNorm", (3,), {"momentum": float("nan")}, ValueError, "momentum"),
+    ("BatchNorm momentum above 1", "BatchNorm", (3,), {"momentum": 1.5}, ValueError, "momentum"),
+    ("BatchNorm negative features", "BatchNorm", (-3,), {}, ValueError, "num_features"),
+    ("BatchNorm zero features", "BatchNorm", ((3, 0),), {}, ValueError, "num_features"),
+    ("BatchNorm 2.5 features", "BatchNorm", (2.5,), {}, TypeError, "num_features"),
+    ("BatchNorm True features", "BatchNorm", (True,), {}, TypeError, "num_features"),
+    ("BatchNorm features a string", "BatchNorm", ("3",), {}, TypeError, "num_features"),
+    ("BatchNorm eps negative", "BatchNorm", (3,), {"eps": -1e-5}, ValueError, "eps"),
+    ("BatchNorm ddof negative", "BatchNorm", (3,), {"ddof": -1}, ValueError, "ddof"),
+    ("BatchNorm ddof a float", "BatchNorm", (3,), {"ddof": 0.5}, TypeError, "ddof"),
+    ("BatchNorm axis a string", "BatchNorm", (3,), {"axis": "0"}, TypeError, "axis"),
+    ("BatchNorm axis empty", "BatchNorm", (3,), {"axis": ()}, ValueError, "axis"),
+    ("BatchNorm affine a string", "BatchNorm", (3,), {"affine": "no"}, TypeError, "affine"),
+    ("BatchNorm dtype int64", "BatchNorm", (3,), {"dtype": INT_DTYPE}, TypeError, "dtype"),
+    ("LayerNorm 2.5 units", "LayerNorm", (2.5,), {}, TypeError, "shape"),
+    ("LayerNorm negative units", "LayerNorm", (-1,), {}, ValueError, "shape"),
+    ("LayerNorm shape with a zero", "LayerNorm", ((3, 0),), {}, ValueError, "shape"),
+    ("LayerNorm shape empty", "LayerNorm", ((),), {}, ValueError, "shape"),
+    ("LayerNorm eps negative", "LayerNorm", (3,), {"eps": -1e-5}, ValueError, "eps"),
+    ("LayerNorm eps inf", "LayerNorm", (3,), {"eps": float("inf")}, ValueError, "eps"),
+    ("LayerNorm eps a string", "LayerNorm", (3,), {"eps": "1e-5"}, TypeError, "eps"),
+    ("LayerNorm axis a float", "LayerNorm", (3,), {"axis": 1.0}, TypeError, "axis"),
+    ("LayerNorm affine None", "LayerNorm", (3,), {"affine": None}, TypeError, "affine"),
+    ("LayerNorm dtype int64", "LayerNorm", (3,), {"dtype": INT_DTYPE}, TypeError, "dtype"),
+    ("group_norm num_groups a float", "group_norm", (X43, 1.5), {}, TypeError, "num_groups"),
+    ("group_norm num_groups a bool", "group_norm", (X43, True), {}, TypeError, "num_groups"),
+    ("group_norm num_groups zero", "group_norm", (X43, 0), {}, ValueError, "num_groups"),
+    ("group_norm num_groups not a divisor", "group_norm", (X43, 2), {}, ValueError, "num_groups"),
+    ("group_norm eps negative", "group_norm", (X43, 1), {"eps": -1.0}, ValueError, "eps"),
+    ("moments keepdims a string", "moments", (X43,), {"keepdims": "no"}, TypeError, "keepdims"),
+    ("moments ddof a bool", "moments", (X43,), {"ddof": True}, TypeError, "ddof"),
+    ("weight_norm axis out of range", "weight_norm", (X43,), {"axis": 2}, ValueError, "axis"),
+    ("weight_norm g of integers", "weight_norm", (X43, np.ones((4, 1), dtype=int)), {}, TypeError, "g"),
+    ("weight_norm v complex", "weight_norm", (X43.astype(complex),), {}, TypeError, "v"),
+    ("batch_norm_inference var of another shape", "batch_norm_inference", (X43, np.zeros(3), np.ones(5)), {},
+     ValueError, "var"),
+    ("batch_norm_inference mean of integers", "batch_norm_inference", (X43, np.zeros(3, dtype=int), np.ones(3)), {},
+     TypeError, "mean"),
+    ("batch_norm_inference mean None", "batch_norm_inference", (X43, None, np.ones(3)), {}, TypeError, "mean"),
+    ("batch_norm_inference eps negative", "batch_norm_inference", (X43, np.zeros(3), np.ones(3)), {"eps": -1.0},
+     ValueError, "eps"),
+    ("x a masked array", "layer_norm", (RAW(MASKED),), {}, TypeError, "x"),
+    ("layer_norm_backward dy of integers", "layer_norm_backward", (np.ones((4, 3), dtype=int), X43), {}, TypeError,
+     "dy"),
+    ("rms_norm_backward dy of another shape", "rms_norm_backward", (np.ones((3, 4)), X43), {}, ValueError, "dy"),
+    ("weight_norm_backward dw of another shape", "weight_norm_backward", (np.ones((3, 4)), X43), {}, ValueError,
+     "dw"),
+    ("group_norm_backward dy complex", "group_norm_backward", (X43.astype(complex), X43, 1), {}, TypeError, "dy"),
+]
+
+
+def _twin_argument(value, backend):
+    if isinstance(value, RAW):
+        return value.value
+    if value is INT_DTYPE:
+        return np.int64 if backend.name == "numpy" else torch.int64
+    if isinstance(value, np.ndarray) and backend.name == "torch":
+        return torch.from_numpy(np.ascontiguousarray(value))
+    return value
+
+
+@pytest.mark.parametrize("what,name,args,kwargs,error,argument", TWIN_CASES, ids=[c[0] for c in TWIN_CASES])
+def test_twins_refuse_the_same_arguments_by_name(backend, what, name, args, kwargs, error, argument):
+    args = [_twin_argument(a, backend) for a in args]
+    kwargs = {k: _twin_argument(v, backend) for k, v in kwargs.items()}
+    with pytest.raises(error) as info:
+        getattr(backend.lib, name)(*args, **kwargs)
+    assert re.search(rf"\b{argument}\b", str(info.value)), f"{argument!r} not named in: {info.value}"
+
+
+@pytest.mark.parametrize("what,kwargs", [("native a string", {"native": "no"}), ("native None", {"native": None})])
+def test_torch_native_flag_is_a_bool(what, kwargs):
+    for call in (lambda: lnt.layer_norm(torch.ones(2, 3), **kwargs), lambda: lnt.LayerNorm(3, **kwargs),
+                 lambda: lnt.BatchNorm(3, **kwargs)):
+        with pytest.raises(TypeError, match=r"native must be True or False"):
+            call()
+
+
+def test_mnist_refuses_an_integer_dtype_by_name():
+    from lnlib.data import mnist
+    with pytest.raises(TypeError, match=r"dtype must have a real floating dtype .* got dtype int64"):
+        mnist.load(dtype=int)
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64 + 1])
+def test_experiment_seeds_beyond_64_bits_are_refused_by_name(seed):
+    from lnlib.experiments import check_parameters
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int below 2\*\*63"):
+        check_parameters(seed=seed)
+
+
+def test_constructors_accept_what_they_document():
+    for lib, dtype in ((lnp, np.float32), (lnt, torch.float32)):
+        assert lib.BatchNorm((2, 3), momentum=None, dtype=dtype).momentum is None
+        assert lib.BatchNorm(np.int64(3), momentum=1).momentum == 1.0
+        assert lib.LayerNorm((2, 3), axis=(1, 2), affine=False, eps=0).eps == 0.0

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..numpy._arrays import as_float_dtype
 from . import data_dir, verified
 
 MNIST_SHA256 = "e183595579f3fdb5af0a6aa55938e81620b1f28a8118b2eda52dce03bbf6087b"
@@ -34,7 +35,12 @@ class MNIST(NamedTuple):
 
 
 def load(dtype: object = np.float32) -> MNIST:
-    """The 55k / 5k / 10k split, images as ``dtype`` in [0, 1], labels int64."""
+    """The 55k / 5k / 10k split, images as ``dtype`` in [0, 1], labels int64.
+
+    ``dtype`` must be a real floating dtype: pixels in [0, 1] cast to an integer dtype would all be 0 or 1
+    (``TypeError`` naming ``dtype``); for the raw uint8 pixels read ``data/mnist/mnist.npz`` directly.
+    """
+    dtype = as_float_dtype(dtype)
     path = verified(data_dir() / "mnist" / "mnist.npz", MNIST_SHA256, RESTORE)
     with np.load(path, allow_pickle=False) as archive:
         train_x, train_y = archive["train_images"], archive["train_labels"]

@@ -39,8 +39,8 @@ def check_parameters(*, profile: object = "cpu", recompute: object = False, devi
     for name, (value, kind, what) in expected.items():
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
-    if seed < 0:  # type: ignore[operator]  # an int here
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not 0 <= seed < 2**63:  # type: ignore[operator]  # an int here; NumPy and torch take 64-bit seeds
+        raise ValueError(f"seed must be a non-negative int below 2**63, got {seed!r}")
 
 
 def check_profile(module: ModuleType, profile: object) -> dict[str, Any]:

@@ -24,9 +24,24 @@ def as_float_array(x: object, *, name: str = "x") -> np.ndarray:
             f"{name} is a torch.Tensor, but lnlib.numpy works on NumPy arrays; use lnlib.torch for tensors, "
             f"or pass {name}.detach().cpu().numpy()"
         )
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array, but lnlib.numpy would ignore its mask; expected a plain ndarray: pass "
+            f"{name}.filled(value) or {name}.compressed(), or normalize the unmasked values yourself"
+        )
     array = np.asarray(x)
     check_float_dtype(array.dtype.name, name=name)
     return array
+
+
+def as_float_dtype(dtype: object, *, name: str = "dtype") -> np.dtype:
+    """A ``dtype`` argument (of a module's parameters, of loaded data) as a real floating NumPy dtype."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a real floating dtype such as np.float32, got {dtype!r}") from err
+    check_float_dtype(resolved.name, name=name)
+    return resolved
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_eps, feature_shape, kept_shape, normalize_axis
-from ._arrays import as_float_array, compute_dtype
+from .._checks import (check_axis, check_bool, check_ddof, check_eps, check_momentum, check_shape, feature_shape,
+                       kept_shape, normalize_axis, required)
+from ._arrays import as_float_array, as_float_dtype, as_param, compute_dtype
 from .normalization import moments, normalize, normalize_backward
 
 Axis = int | tuple[int, ...]
@@ -55,15 +56,20 @@ def batch_norm_backward(dy: object, x: object, gamma: object = None, beta: objec
                               what="batch_norm_backward")
 
 
-def batch_norm_inference(x: np.ndarray, mean: np.ndarray, var: np.ndarray, gamma: np.ndarray | None,
-                         beta: np.ndarray | None, eps: float) -> np.ndarray:
-    """Eval-mode batch norm: normalize with given (running) statistics, all already broadcastable to ``x``."""
+def batch_norm_inference(x: object, mean: object, var: object, gamma: object = None, beta: object = None,
+                         eps: float = 1e-5) -> np.ndarray:
+    """Eval-mode batch norm: normalize with given (running) statistics, all broadcastable against ``x``
+    without changing its shape (keep the reduced axes). Arithmetic in the compute dtype of ``x``."""
+    x = as_float_array(x)
+    mean, var = (as_param(required(s, name=n, what="an array of statistics"), x, name=n)
+                 for s, n in ((mean, "mean"), (var, "var")))
+    gamma, beta = as_param(gamma, x, name="gamma"), as_param(beta, x, name="beta")
     dtype = compute_dtype(x.dtype)
-    y = (x.astype(dtype, copy=False) - mean.astype(dtype)) / np.sqrt(var.astype(dtype) + dtype.type(eps))
+    y = (x.astype(dtype, copy=False) - mean) / np.sqrt(var + dtype.type(check_eps(eps)))
     if gamma is not None:
-        y *= gamma.astype(dtype)
+        y *= gamma
     if beta is not None:
-        y += beta.astype(dtype)
+        y += beta
     return y.astype(x.dtype, copy=False)
 
 
@@ -77,11 +83,11 @@ class BatchNorm:
 
     def __init__(self, num_features: int | tuple[int, ...], *, axis: Axis = 0, eps: float = 1e-5,
                  momentum: float | None = 0.1, affine: bool = True, ddof: int = 0, dtype: object = np.float64) -> None:
-        self.feature_shape = (num_features,) if isinstance(num_features, int) else tuple(num_features)
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be None or in [0, 1], got {momentum!r}")
-        self.axis, self.eps, self.momentum, self.ddof = axis, check_eps(eps), momentum, ddof
-        self.gamma = np.ones(self.feature_shape, dtype=dtype) if affine else None
+        self.feature_shape = check_shape(num_features, name="num_features")
+        check_axis(axis)
+        self.axis, self.eps, self.momentum, self.ddof = axis, check_eps(eps), check_momentum(momentum), check_ddof(ddof)
+        dtype = as_float_dtype(dtype)
+        self.gamma = np.ones(self.feature_shape, dtype=dtype) if check_bool(affine, name="affine") else None
         self.beta = np.zeros(self.feature_shape, dtype=dtype) if affine else None
         self.running_mean = np.zeros(self.feature_shape, dtype=dtype)
         self.running_var = np.ones(self.feature_shape, dtype=dtype)

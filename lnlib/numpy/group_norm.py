@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_eps, check_reduction_size, normalize_axis
+from .._checks import check_eps, check_num_groups, check_reduction_size, normalize_axis
 from ._arrays import as_float_array, as_param, sum_to_shape
 from .normalization import gradients, standardize
 
@@ -31,8 +31,7 @@ Axis = int | tuple[int, ...]
 
 def grouped_shape(shape: tuple[int, ...], axes: tuple[int, ...], num_groups: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(shape, axes)`` of the view in which the channel axis ``axes[0]`` is split into ``(G, C // G)``."""
-    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
-        raise ValueError(f"num_groups must be a positive int, got {num_groups!r}")
+    num_groups = check_num_groups(num_groups)
     channel = axes[0]
     channels = shape[channel]
     if channels % num_groups:

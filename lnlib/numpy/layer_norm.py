@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_axis, check_bool, check_eps, check_shape
+from ._arrays import as_float_dtype
 from .normalization import normalize, normalize_backward
 
 Axis = int | tuple[int, ...]
@@ -64,9 +66,11 @@ class LayerNorm:
 
     def __init__(self, shape: int | tuple[int, ...], *, axis: Axis = -1, eps: float = 1e-5, affine: bool = True,
                  dtype: object = np.float64) -> None:
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        self.axis, self.eps, self.training = axis, eps, True
-        self.gamma = np.ones(shape, dtype=dtype) if affine else None
+        shape = check_shape(shape, name="shape")
+        check_axis(axis)
+        self.axis, self.eps, self.training = axis, check_eps(eps), True
+        dtype = as_float_dtype(dtype)
+        self.gamma = np.ones(shape, dtype=dtype) if check_bool(affine, name="affine") else None
         self.beta = np.zeros(shape, dtype=dtype) if affine else None
 
     def __call__(self, x: object) -> np.ndarray:

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import (RSTD_CEILING, ceiling_needed, check_ddof, check_eps, check_reduction_size, normalize_axis,
+from .._checks import (RSTD_CEILING, ceiling_needed, check_bool, check_ddof, check_eps, check_reduction_size, normalize_axis,
                        reduced_size)
 from . import rowwise
 from ._arrays import as_float_array, as_param, compute_dtype, sum_to_shape
@@ -100,6 +100,7 @@ def moments(x: object, *, axis: int | tuple[int, ...] = -1, ddof: int = 0, keepd
     axes = normalize_axis(axis, x.ndim)
     ddof = check_ddof(ddof)
     check_reduction_size(x.shape, axes, minimum=ddof + 1, what="moments")
+    check_bool(keepdims, name="keepdims")
     xc = x.astype(compute_dtype(x.dtype), copy=False)
     with np.errstate(all="ignore"):  # whatever goes wrong here is detected and redone below
         mean, _, var = _statistics(xc, axes, ddof, True)

@@ -31,6 +31,17 @@ def as_float_tensor(x: object, *, name: str = "x") -> torch.Tensor:
     return x
 
 
+def as_float_dtype(dtype: object, *, name: str = "dtype") -> torch.dtype | None:
+    """A ``dtype`` argument of a module: ``None`` (torch's default) or a real floating ``torch.dtype``."""
+    if dtype is None:
+        return None
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name} must be None or a real floating torch.dtype such as torch.float32, got {dtype!r} "
+                        f"({type(dtype).__name__})")
+    check_float_dtype(dtype_name(dtype), name=name)
+    return dtype
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype statistics are accumulated in (:data:`lnlib._checks.ACCUMULATION_DTYPES`, the rule of both
     backends): float32 for float16 and bfloat16 inputs, the input's dtype otherwise."""

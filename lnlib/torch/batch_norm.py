@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_eps, feature_shape, kept_shape, normalize_axis
-from ._tensors import as_float_tensor, compute_dtype
+from .._checks import (check_axis, check_bool, check_ddof, check_eps, check_momentum, check_shape, feature_shape,
+                       kept_shape, normalize_axis, required)
+from ._tensors import as_float_dtype, as_float_tensor, as_param, compute_dtype
 from .normalization import moments, normalize, normalize_backward
 
 Axis = int | tuple[int, ...]
@@ -36,11 +37,16 @@ def batch_norm_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor |
                               what="batch_norm_backward")
 
 
-def batch_norm_inference(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, gamma: torch.Tensor | None,
-                         beta: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """Eval-mode batch norm: normalize with given (running) statistics, all already broadcastable to ``x``."""
+def batch_norm_inference(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, gamma: torch.Tensor | None = None,
+                         beta: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Eval-mode batch norm: normalize with given (running) statistics, all broadcastable against ``x``
+    without changing its shape (keep the reduced axes). Arithmetic in the compute dtype of ``x``."""
+    x = as_float_tensor(x)
+    mean, var = (as_param(required(s, name=n, what="a tensor of statistics"), x, name=n)
+                 for s, n in ((mean, "mean"), (var, "var")))
+    gamma, beta = as_param(gamma, x, name="gamma"), as_param(beta, x, name="beta")
     dtype = compute_dtype(x.dtype)
-    y = (x.to(dtype) - mean.to(dtype)) / torch.sqrt(var.to(dtype) + eps)
+    y = (x.to(dtype) - mean.to(dtype)) / torch.sqrt(var.to(dtype) + check_eps(eps))
     if gamma is not None:
         y = y * gamma.to(dtype)
     if beta is not None:
@@ -58,12 +64,12 @@ class BatchNorm(nn.Module):
                  momentum: float | None = 0.1, affine: bool = True, ddof: int = 0, native: bool = True,
                  device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        self.native = native
-        self.feature_shape = (num_features,) if isinstance(num_features, int) else tuple(num_features)
-        if momentum is not None and not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be None or in [0, 1], got {momentum!r}")
-        self.axis, self.eps, self.momentum, self.ddof = axis, check_eps(eps), momentum, ddof
-        if affine:
+        self.native = check_bool(native, name="native")
+        self.feature_shape = check_shape(num_features, name="num_features")
+        check_axis(axis)
+        self.axis, self.eps, self.momentum, self.ddof = axis, check_eps(eps), check_momentum(momentum), check_ddof(ddof)
+        dtype = as_float_dtype(dtype)
+        if check_bool(affine, name="affine"):
             self.gamma = nn.Parameter(torch.ones(self.feature_shape, device=device, dtype=dtype))
             self.beta = nn.Parameter(torch.zeros(self.feature_shape, device=device, dtype=dtype))
         else:

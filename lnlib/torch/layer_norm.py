@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_axis, check_bool, check_eps, check_shape
+from ._tensors import as_float_dtype
 from .normalization import normalize, normalize_backward
 
 Axis = int | tuple[int, ...]
@@ -39,9 +41,11 @@ class LayerNorm(nn.Module):
     def __init__(self, shape: int | tuple[int, ...], *, axis: Axis = -1, eps: float = 1e-5, affine: bool = True,
                  native: bool = True, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        self.axis, self.eps, self.native = axis, eps, native
-        if affine:
+        shape = check_shape(shape, name="shape")
+        check_axis(axis)
+        self.axis, self.eps, self.native = axis, check_eps(eps), check_bool(native, name="native")
+        dtype = as_float_dtype(dtype)
+        if check_bool(affine, name="affine"):
             self.gamma = nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
             self.beta = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
         else:

@@ -38,7 +38,7 @@ import math
 
 import torch
 
-from .._checks import (RSTD_CEILING, ceiling_needed, check_ddof, check_eps, check_reduction_size, normalize_axis,
+from .._checks import (RSTD_CEILING, ceiling_needed, check_bool, check_ddof, check_eps, check_reduction_size, normalize_axis,
                        reduced_size)
 from ._tensors import as_float_tensor, as_param, compute_dtype, dtype_name, sum_to_shape
 
@@ -50,6 +50,7 @@ def moments(x: torch.Tensor, *, axis: int | tuple[int, ...] = -1, ddof: int = 0,
     axes = normalize_axis(axis, x.ndim)
     ddof = check_ddof(ddof)
     check_reduction_size(tuple(x.shape), axes, minimum=ddof + 1, what="moments")
+    check_bool(keepdims, name="keepdims")
     mean, _, var = _moments(x, axes, ddof)
     if not keepdims:
         mean, var = mean.squeeze(axes), var.squeeze(axes)
@@ -201,7 +202,7 @@ def normalize(x: torch.Tensor, gamma: torch.Tensor | None = None, beta: torch.Te
     check_reduction_size(tuple(x.shape), axes, minimum=max(minimum, ddof + 1), what=what)
     gamma = as_param(gamma, x, name="gamma")
     beta = as_param(beta, x, name="beta")
-    if native and ddof == 0:
+    if check_bool(native, name="native") and ddof == 0:
         fused = _native(x, gamma, beta, axes, eps, center)
         if fused is not None:
             return fused
