@@ -100,3 +100,11 @@ def test_second_derivatives_at_the_extremes_of_the_range(rng):
                                         atol=1e-5)
     np.testing.assert_allclose(lnt.layer_norm(x, native=False).detach().numpy(),
                                lnt.layer_norm(x / 1e200, eps=0.0).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name,function,xs,gs,bs", FUNCTIONS, ids=[f[0] for f in FUNCTIONS])
+def test_gradgradcheck_on_cuda(name, function, xs, gs, bs, rng):
+    inputs = tuple(t.detach().cuda().requires_grad_(True) for t in (_t(rng, *xs), _t(rng, *gs), _t(rng, *bs)))
+    assert torch.autograd.gradgradcheck(function, inputs)

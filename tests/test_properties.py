@@ -142,8 +142,8 @@ def _conditioning(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarra
     scale = np.nanmax(np.abs(x)) or 1.0
     xs = x / scale
     mean = xs.mean(axis=axes, keepdims=True)
-    sigma = np.sqrt(xs.var(axis=axes, keepdims=True) + (np.sqrt(eps) / scale) ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # eps huge next to tiny data: sigma inf
+        sigma = np.sqrt(xs.var(axis=axes, keepdims=True) + (np.sqrt(eps) / scale) ** 2)
         return 1.0 + np.abs(mean) / sigma
 
 

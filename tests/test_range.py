@@ -48,14 +48,16 @@ def _representable(x: np.ndarray, dtype: str) -> np.ndarray:
     return x.astype(dtype).astype(np.float64)
 
 
-def _as(backend: str, x: np.ndarray, dtype: str):
+def _as(backend: str, x: np.ndarray, dtype: str, device: str = "cpu"):
     if backend == "numpy":
+        if dtype == "bfloat16":
+            return x.astype(pytest.importorskip("ml_dtypes").bfloat16)
         return x.astype(dtype)
-    return torch.from_numpy(np.ascontiguousarray(x)).to(getattr(torch, dtype))
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=getattr(torch, dtype))
 
 
 def _numpy(y) -> np.ndarray:
-    return (y.double().numpy() if isinstance(y, torch.Tensor) else np.asarray(y, dtype=np.float64))
+    return (y.double().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y, dtype=np.float64))
 
 
 # (name, function(lib, x, eps), exact(x, eps)): x of shape (rows, 8), statistics per row.
@@ -89,7 +91,7 @@ def _all_cases():
             for eps in EPSILONS:
                 for name, function, exact in CASES + TORCH_ONLY:
                     for backend in ("numpy", "torch"):
-                        if backend == "numpy" and ((name, function, exact) in TORCH_ONLY or dtype == "bfloat16"):
+                        if backend == "numpy" and (name, function, exact) in TORCH_ONLY:
                             continue
                         yield pytest.param(backend, dtype, scale, eps, function, exact,
                                            id=f"{backend}-{name}-{dtype}-{scale:.0e}-eps{eps:g}")
@@ -102,6 +104,19 @@ def test_every_normalization_is_exact_over_the_finite_range(backend, dtype, scal
     y = function(lib, _as(backend, x, dtype), eps)
     assert str(y.dtype).removeprefix("torch.") == dtype
     assert_accurate(_numpy(y), exact(x, eps), dtype, f"{backend} at scale {scale:g}, eps={eps}")
+
+
+TORCH_CASES = [case for case in _all_cases() if case.values[0] == "torch"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend,dtype,scale,eps,function,exact", TORCH_CASES)
+def test_every_normalization_is_exact_over_the_finite_range_on_cuda(backend, dtype, scale, eps, function, exact):
+    x = _rows(dtype, scale)
+    y = function(lnt, _as(backend, x, dtype, "cuda"), eps)
+    assert y.device.type == "cuda" and str(y.dtype).removeprefix("torch.") == dtype
+    assert_accurate(_numpy(y), exact(x, eps), dtype, f"cuda at scale {scale:g}, eps={eps}")
 
 
 def test_bfloat16_in_numpy_is_accumulated_in_float32():
