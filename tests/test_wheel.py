@@ -3,6 +3,7 @@ experiment from a folder outside the repository, writing nothing into its own in
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -25,8 +26,14 @@ def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Completed
 
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path):
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-          "--wheel-dir", str(tmp_path / "dist"), str(results.REPO_ROOT)], cwd=tmp_path)
+    build = results.REPO_ROOT / "build"  # setuptools' scratch folder; removed again unless it was there
+    existed = build.exists()
+    try:
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+              "--wheel-dir", str(tmp_path / "dist"), str(results.REPO_ROOT)], cwd=tmp_path)
+    finally:
+        if not existed:
+            shutil.rmtree(build, ignore_errors=True)
     wheel = next((tmp_path / "dist").glob("lnlib-*.whl"))
     venv.create(tmp_path / "env", with_pip=True)
     python = str(tmp_path / "env" / "bin" / "python")
