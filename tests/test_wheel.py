@@ -3,6 +3,7 @@ experiment from a folder outside the repository, writing nothing into its own in
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,9 @@ CLIS = ["lnlib.bench", "lnlib.gpu_check", "lnlib._book", "lnlib.experiments.fig6
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # without PYTHONPATH: the installed wheel must be what runs, not a checkout on the path
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done
 
