@@ -44,3 +44,15 @@ def test_corrupted_mnist_is_refused_with_a_restore_hint(tmp_path, monkeypatch, d
     with pytest.raises(DatasetChecksumError) as info:
         mnist.load()
     assert str(copy) in str(info.value) and "git checkout -- data/mnist/mnist.npz" in str(info.value)
+
+
+def test_outside_a_clone_the_data_error_names_lnlib_data_dir(tmp_path, monkeypatch):
+    from lnlib import data, results
+    from lnlib.data import mnist
+
+    monkeypatch.setattr(results, "REPO_ROOT", tmp_path / "site-packages")
+    monkeypatch.delenv("LNLIB_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert data.data_dir() == tmp_path / "data"
+    with pytest.raises(data.DatasetChecksumError, match="LNLIB_DATA_DIR"):
+        mnist.load()

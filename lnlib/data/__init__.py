@@ -11,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..results import REPO_ROOT
+from ..results import checkout_root
 
 
 class DatasetChecksumError(ValueError):
@@ -19,9 +19,13 @@ class DatasetChecksumError(ValueError):
 
 
 def data_dir() -> Path:
-    """``$LNLIB_DATA_DIR`` if set, else the repository's ``data/`` folder."""
+    """``$LNLIB_DATA_DIR`` if set, else the ``data/`` folder of the clone of the book this process works in
+    (:func:`lnlib.results.checkout_root`), else ``data/`` under the working directory."""
     env = os.environ.get("LNLIB_DATA_DIR")
-    return Path(env) if env else REPO_ROOT / "data"
+    if env:
+        return Path(env)
+    root = checkout_root()
+    return (root if root is not None else Path.cwd()) / "data"
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -35,7 +39,8 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 def verified(path: Path, expected_sha256: str, restore: str) -> Path:
     """``path`` if it exists and has ``expected_sha256``; otherwise :class:`DatasetChecksumError` with ``restore``."""
     if not path.exists():
-        raise DatasetChecksumError(f"{path}: dataset file not found; {restore}")
+        raise DatasetChecksumError(f"{path}: dataset file not found; {restore} (or set LNLIB_DATA_DIR to the "
+                                   f"data/ folder of a clone of the book)")
     actual = sha256_of(path)
     if actual != expected_sha256:
         raise DatasetChecksumError(f"{path}: SHA-256 is {actual}, expected {expected_sha256} (the file is corrupted "
