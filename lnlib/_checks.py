@@ -38,6 +38,10 @@ def accumulation_dtype(dtype_name: str) -> str:
     return ACCUMULATION_DTYPES.get(dtype_name, dtype_name)
 
 
+#: The largest floor: an ``eps`` at least this large makes the ceiling check unnecessary in every dtype.
+LARGEST_FLOOR = max(VARIANCE_FLOOR.values())
+
+
 def ceiling_needed(eps: float, dtype_name: str) -> bool:
     """Whether ``r <= RSTD_CEILING`` must be checked: only when ``eps`` is below the variance floor (with a
     larger ``eps``, ``var + eps`` cannot fall below it, and ``r > 0`` alone decides: one reduction)."""
@@ -142,6 +146,8 @@ def check_float_dtype(dtype_name: str, *, name: str) -> None:
 
 def check_eps(eps: object) -> float:
     """``eps`` must be a finite real number >= 0; returns it as a Python float."""
+    if type(eps) is float and 0.0 <= eps < float("inf"):  # the common case, without the ABC checks below
+        return eps
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number, got {eps!r} ({type(eps).__name__})")
     value = float(eps)
@@ -152,6 +158,8 @@ def check_eps(eps: object) -> float:
 
 def check_ddof(ddof: object) -> int:
     """``ddof`` (NumPy's delta degrees of freedom) must be an int >= 0, bools refused; returns it as an int."""
+    if type(ddof) is int and ddof >= 0:  # the common case, without the ABC checks below
+        return ddof
     if isinstance(ddof, bool) or not isinstance(ddof, numbers.Integral):
         raise TypeError(f"ddof must be an int (0: biased, 1: unbiased variance), got {ddof!r} "
                         f"({type(ddof).__name__})")

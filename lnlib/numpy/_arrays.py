@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.ma import MaskedArray
 
 from .._checks import accumulation_dtype, check_float_dtype, check_param_shape
 
@@ -24,14 +25,19 @@ def as_float_array(x: object, *, name: str = "x") -> np.ndarray:
             f"{name} is a torch.Tensor, but lnlib.numpy works on NumPy arrays; use lnlib.torch for tensors, "
             f"or pass {name}.detach().cpu().numpy()"
         )
-    if isinstance(x, np.ma.MaskedArray):
+    if isinstance(x, MaskedArray):
         raise TypeError(
             f"{name} is a masked array, but lnlib.numpy would ignore its mask; expected a plain ndarray: pass "
             f"{name}.filled(value) or {name}.compressed(), or normalize the unmasked values yourself"
         )
     array = np.asarray(x)
-    check_float_dtype(array.dtype.name, name=name)
+    if array.dtype not in _NATIVE_FLOATS:  # ``dtype.name`` costs microseconds: only for the uncommon dtypes
+        check_float_dtype(array.dtype.name, name=name)
     return array
+
+
+#: float16/32/64: accepted without looking up the dtype's name (bfloat16, from ml_dtypes, is checked by name).
+_NATIVE_FLOATS = frozenset(np.dtype(name) for name in ("float16", "float32", "float64"))
 
 
 def as_float_dtype(dtype: object, *, name: str = "dtype") -> np.dtype:
@@ -47,7 +53,7 @@ def as_float_dtype(dtype: object, *, name: str = "dtype") -> np.dtype:
 def compute_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype statistics are accumulated in (:data:`lnlib._checks.ACCUMULATION_DTYPES`, the rule of both
     backends): float32 for float16 and bfloat16 (``ml_dtypes``) inputs, the input's dtype otherwise."""
-    dtype = np.dtype(dtype)
+    dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
     return np.dtype(accumulation_dtype(dtype.name)) if dtype.itemsize < 4 else dtype
 
 

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import (RSTD_CEILING, ceiling_needed, check_bool, check_ddof, check_eps, check_reduction_size, normalize_axis,
+from .._checks import (LARGEST_FLOOR, RSTD_CEILING, ceiling_needed, check_bool, check_ddof, check_eps, check_reduction_size, normalize_axis,
                        reduced_size)
 from . import rowwise
 from ._arrays import as_float_array, as_param, compute_dtype, sum_to_shape
@@ -130,6 +130,8 @@ def rstd_in_range(rstd: np.ndarray, eps: float) -> bool:
     (:data:`lnlib._checks.RSTD_CEILING`): one min over the statistics when ``eps`` is at least the floor."""
     if rstd.size == 0:
         return True
+    if eps >= LARGEST_FLOOR:  # the common case: no ceiling to check in any dtype
+        return float(rstd.min()) > 0
     name = rstd.dtype.name
     return float(rstd.min()) > 0 and (not ceiling_needed(eps, name) or float(rstd.max()) <= RSTD_CEILING[name])
 
@@ -232,10 +234,9 @@ def _check_out(out: object, x: np.ndarray, gamma: object, beta: object) -> None:
     if not out.flags.writeable:
         raise ValueError("out is read-only (out.flags.writeable is False); expected a writable array of x's "
                          "shape and dtype")
-    in_place = (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-                and out.strides == x.strides)
+    in_place = np.may_share_memory(out, x) and out.ctypes.data == x.ctypes.data and out.strides == x.strides
     for name, other in (("x", None if in_place else x), ("gamma", gamma), ("beta", beta)):
-        if isinstance(other, np.ndarray) and np.shares_memory(out, other):
+        if isinstance(other, np.ndarray) and np.may_share_memory(out, other) and np.shares_memory(out, other):
             raise ValueError(
                 f"out overlaps {name}: the result would overwrite {name} while it is still being read; expected "
                 f"an out that shares no memory with x, gamma or beta (or exactly x's memory, out=x, to normalize "

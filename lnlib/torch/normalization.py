@@ -34,11 +34,12 @@ the unbiased variance (``ddof=1``) and every other layout always use it.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
-from .._checks import (RSTD_CEILING, ceiling_needed, check_bool, check_ddof, check_eps, check_reduction_size, normalize_axis,
+from .._checks import (LARGEST_FLOOR, RSTD_CEILING, ceiling_needed, check_bool, check_ddof, check_eps, check_reduction_size, normalize_axis,
                        reduced_size)
 from ._tensors import as_float_tensor, as_param, compute_dtype, dtype_name, sum_to_shape
 
@@ -89,9 +90,11 @@ def rstd_in_range(rstd: torch.Tensor, eps: float) -> bool:
     (and, on CUDA, one synchronization). The twin of :func:`lnlib.numpy.normalization.rstd_in_range`."""
     if rstd.numel() == 0:
         return True
+    if eps >= LARGEST_FLOOR:  # the common case: no ceiling to check in any dtype
+        return float(rstd.detach().min()) > 0
     name = dtype_name(compute_dtype(rstd.dtype))
     rstd = rstd.detach()
-    return rstd.min().item() > 0 and (not ceiling_needed(eps, name) or rstd.max().item() <= RSTD_CEILING[name])
+    return float(rstd.min()) > 0 and (not ceiling_needed(eps, name) or float(rstd.max()) <= RSTD_CEILING[name])
 
 
 def rstd_out_of_range(rstd: torch.Tensor) -> torch.Tensor:
@@ -213,31 +216,45 @@ def _native(x: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | No
             eps: float, center: bool) -> torch.Tensor | None:
     """PyTorch's fused kernel for this layout, or ``None`` when none computes exactly this, or when its
     statistics left the accurate range (:func:`rstd_in_range`; the composite path then repairs them)."""
-    if any(p is not None and p.dtype != x.dtype for p in (gamma, beta)):
+    if (gamma is not None and gamma.dtype != x.dtype) or (beta is not None and beta.dtype != x.dtype):
         return None
-    trailing = tuple(x.shape[axes[0]:])
-    if axes == tuple(range(axes[0], x.ndim)) and all(p is None or tuple(p.shape) == trailing for p in (gamma, beta)):
-        if center:
-            y, _, rstd = torch.native_layer_norm(x, trailing, gamma, beta, eps)
-        elif beta is None and hasattr(torch, "_fused_rms_norm"):  # PyTorch >= 2.8: returns rstd too
-            y, rstd = torch._fused_rms_norm(x, trailing, gamma, eps)
-        else:
-            return None
-        return y if rstd_in_range(rstd, eps) else None
-    if (center and eps > 0 and x.ndim >= 2 and axes == (0, *range(2, x.ndim)) and reduced_size(tuple(x.shape), axes) > 1
-            and all(_per_channel(p, x) for p in (gamma, beta))):
+    kind = _fused_kind(x.shape, axes, None if gamma is None else gamma.shape, None if beta is None else beta.shape,
+                       center, eps > 0)
+    if kind == "layer_norm":
+        y, _, rstd = torch.native_layer_norm(x, x.shape[axes[0]:], gamma, beta, eps)
+    elif kind == "rms_norm":
+        y, rstd = torch._fused_rms_norm(x, x.shape[axes[0]:], gamma, eps)
+    elif kind == "batch_norm":
         flat = [None if p is None else p.reshape(x.shape[1]) for p in (gamma, beta)]
         y, _, rstd = torch.native_batch_norm(x, flat[0], flat[1], None, None, True, 0.0, eps)
-        return y if rstd_in_range(rstd, eps) else None
+    else:
+        return None
+    return y if rstd_in_range(rstd, eps) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _fused_kind(shape: tuple[int, ...], axes: tuple[int, ...], gamma_shape: tuple[int, ...] | None,
+                beta_shape: tuple[int, ...] | None, center: bool, positive_eps: bool) -> str | None:
+    """Which fused kernel computes this layout (``"layer_norm"``, ``"rms_norm"``, ``"batch_norm"``), or
+    ``None``; cached, as it depends on shapes only."""
+    ndim, trailing = len(shape), tuple(shape[axes[0]:])
+    if axes == tuple(range(axes[0], ndim)) and all(p is None or tuple(p) == trailing for p in (gamma_shape, beta_shape)):
+        if center:
+            return "layer_norm"
+        return "rms_norm" if beta_shape is None and hasattr(torch, "_fused_rms_norm") else None  # PyTorch >= 2.8
+    if (center and positive_eps and ndim >= 2 and axes == (0, *range(2, ndim)) and reduced_size(shape, axes) > 1
+            and all(_per_channel(p, ndim, shape[1]) for p in (gamma_shape, beta_shape))):
+        return "batch_norm"
     return None
 
 
-def _per_channel(param: torch.Tensor | None, x: torch.Tensor) -> bool:
-    """Whether ``param`` (broadcastable against ``x``) holds exactly one value per channel of axis 1."""
-    if param is None:
+def _per_channel(param_shape: tuple[int, ...] | None, ndim: int, channels: int) -> bool:
+    """Whether a parameter of ``param_shape`` (broadcastable against an ``ndim``-dimensional x) holds exactly
+    one value per channel of axis 1 (``channels`` of them)."""
+    if param_shape is None:
         return True
-    aligned = (1,) * (x.ndim - param.ndim) + tuple(param.shape)
-    return aligned[1] == x.shape[1] and all(n == 1 for i, n in enumerate(aligned) if i != 1)
+    aligned = (1,) * (ndim - len(param_shape)) + tuple(param_shape)
+    return aligned[1] == channels and all(n == 1 for i, n in enumerate(aligned) if i != 1)
 
 
 def normalize_backward(dy: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor | None = None,
