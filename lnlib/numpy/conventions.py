@@ -80,7 +80,7 @@ def layer_norm_variant(x: object, gamma: object = None,
     (``"std"``); :math:`s^2` with ``ddof`` as in :func:`numpy.var`, by
     ``variance="two-pass"`` or ``"one-pass"``. The defaults give
     :func:`lnlib.numpy.layer_norm` (the paper's Theano code). Output dtype
-    = input dtype; float16 is computed in float32.
+    = input dtype; float16 and bfloat16 are computed in float32.
     """
     x = as_float_array(x)
     axes = normalize_axis(axis, x.ndim)

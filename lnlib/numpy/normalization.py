@@ -94,7 +94,7 @@ from ._arrays import as_float_array, as_param, compute_dtype, sum_to_shape
 def moments(x: object, *, axis: int | tuple[int, ...] = -1, ddof: int = 0, keepdims: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of ``x`` over ``axis``, by two passes (mean first, then the centred squares).
 
-    ``ddof`` as in :func:`numpy.var`. The statistics have the compute dtype (float32 for float16 input).
+    ``ddof`` as in :func:`numpy.var`. The statistics have the compute dtype (float32 for float16 and bfloat16 input).
     """
     x = as_float_array(x)
     axes = normalize_axis(axis, x.ndim)

@@ -47,8 +47,8 @@ implements three of them, each returning ``(mean, var)`` like :func:`lnlib.numpy
     pairwise formula, which keeps running means short-lived and most of the accuracy.
 
 All three accumulate in an explicit dtype: the input's own dtype for float32 and float64 (so float32
-behaviour is what you see), float32 for float16 input (the compute dtype of every :mod:`lnlib.numpy`
-function). Pass ``x.astype(np.float64)`` to get a float64 computation. ``(mean, var)`` have that dtype.
+behaviour is what you see), float32 for float16 and bfloat16 input (the compute dtype of every
+:mod:`lnlib.numpy` function, :data:`lnlib._checks.ACCUMULATION_DTYPES`). Pass ``x.astype(np.float64)`` to get a float64 computation. ``(mean, var)`` have that dtype.
 
 Shapes: with ``keepdims=True`` (the default, as :func:`lnlib.numpy.moments`) the reduced axes are kept
 with size 1, so the statistics broadcast against ``x``; with ``keepdims=False`` they are dropped.

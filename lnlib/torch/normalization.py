@@ -11,7 +11,11 @@ Autograd: :func:`normalize` is a :class:`torch.autograd.Function` whose ``backwa
 formula (:func:`gradients`), not autograd's trace of the forward. The backward is itself computed from
 saved tensors; when a second derivative is asked for (``create_graph=True``) it recomputes them from ``x``
 with differentiable operations, so autograd differentiates the backward itself and higher derivatives
-are exact (checked with ``gradgradcheck``). The native kernels below have PyTorch's own double backward.
+are exact (checked with ``gradgradcheck``). The native kernels below have PyTorch's own double backward;
+group norm and weight norm are traced by autograd around these. So every differentiable function of
+:mod:`lnlib.torch` supports higher derivatives on every path. The explicit ``*_backward`` functions are
+not differentiable: they compute under ``torch.no_grad`` (their results do not require grad, and
+``torch.autograd.grad`` through them says so).
 
 Native kernels (``native=True``, the default). Two layouts are so common that PyTorch has a fused kernel
 for them, and :func:`normalize` calls it instead of the composite path:
