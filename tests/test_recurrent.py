@@ -421,3 +421,18 @@ def test_bad_torch_input_is_refused_with_a_clear_message(rng):
         rt.Recurrent(rt.make_cell("lstm", D, H), batch_first=True)(torch.zeros(N, D))
     with pytest.raises(ValueError, match=r"params are for D=3, H=5, but this cell has D=3, H=4"):
         rt.make_cell("lstm", D, 4).load_params(rn.init_params("lstm", D, H, 0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_constant_over_batch_flags_rounding_not_half_precision_variation(dtype):
+    """A feature that varies by a few percent is not constant in any dtype (64 units of bfloat16's rounding
+    would be 50 %); one equal in every case, or within one unit of the dtype's rounding, is."""
+    gen = torch.Generator().manual_seed(0)
+    varying = (1.0 + 0.05 * torch.randn(8, 32, generator=gen, dtype=torch.float64)).to(dtype)
+    assert not rt.constant_over_batch(varying).any()
+    constant = torch.full((8, 32), 1.5, dtype=dtype)
+    constant[0] = torch.nextafter(constant[0], torch.full_like(constant[0], 2.0))  # one unit of rounding
+    assert rt.constant_over_batch(constant).all()
+    numpy_dtype = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}.get(dtype)
+    if numpy_dtype is not None:
+        assert np.array_equal(rn.constant_over_batch(constant.numpy()), rt.constant_over_batch(constant).numpy())

@@ -350,7 +350,18 @@ def constant_over_batch(values: np.ndarray) -> np.ndarray:
     if values.ndim != 2:
         raise ValueError(f"values must have shape (N, F), got shape {values.shape}")
     spread = values.max(axis=0) - values.min(axis=0)
-    return spread <= CONSTANT_ULPS * np.finfo(values.dtype).eps * np.abs(values).max(axis=0)
+    finfo = np.finfo(values.dtype)
+    return spread <= constant_tolerance(float(finfo.eps), finfo.bits) * np.abs(values).max(axis=0)
+
+
+def constant_tolerance(eps: float, bits: int) -> float:
+    """The relative spread below which a feature of a dtype with machine epsilon ``eps`` and ``bits`` bits
+    counts as constant: :data:`CONSTANT_ULPS` units of rounding of the dtype the statistics are accumulated
+    in, plus, for a half-precision dtype (accumulated in float32), two units of its own rounding, since the
+    values themselves are rounded to it (:data:`CONSTANT_ULPS` units of bfloat16 would be 50 % of the value)."""
+    if bits >= 32:
+        return CONSTANT_ULPS * eps
+    return CONSTANT_ULPS * float(np.finfo(np.float32).eps) + 2 * eps
 
 
 def gru_step(x: object, h: object, params: Params) -> np.ndarray:

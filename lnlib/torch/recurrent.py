@@ -40,7 +40,8 @@ from torch import nn
 
 from .._checks import check_eps
 from ..numpy import recurrent as _ref
-from ..numpy.recurrent import CELL_KINDS, CONSTANT_ULPS, KINDS, STAT_KEYS, check_kind, check_params, param_shapes
+from ..numpy.recurrent import (CELL_KINDS, CONSTANT_ULPS, KINDS, STAT_KEYS, check_kind, check_params, constant_tolerance,
+                               param_shapes)
 from ._tensors import as_float_tensor
 from .batch_norm import batch_norm, batch_norm_inference
 from .layer_norm import layer_norm
@@ -166,7 +167,8 @@ def constant_over_batch(values: torch.Tensor) -> torch.Tensor:
     if values.ndim != 2:
         raise ValueError(f"values must have shape (N, F), got shape {tuple(values.shape)}")
     spread = values.amax(dim=0) - values.amin(dim=0)
-    return spread <= CONSTANT_ULPS * torch.finfo(values.dtype).eps * values.abs().amax(dim=0)
+    finfo = torch.finfo(values.dtype)
+    return spread <= constant_tolerance(finfo.eps, finfo.bits) * values.abs().amax(dim=0)
 
 
 def gru_step(x: torch.Tensor, h: torch.Tensor, params: Params) -> torch.Tensor:
