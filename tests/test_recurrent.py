@@ -436,3 +436,18 @@ def test_constant_over_batch_flags_rounding_not_half_precision_variation(dtype):
     numpy_dtype = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}.get(dtype)
     if numpy_dtype is not None:
         assert np.array_equal(rn.constant_over_batch(constant.numpy()), rt.constant_over_batch(constant).numpy())
+
+
+def test_recurrent_steps_refuse_mixed_dtypes_and_negative_seeds_by_name():
+    p = rn.init_params("lstm", 3, 4, 0)  # float64
+    x, h, c = (np.zeros((2, n), np.float32) for n in (3, 4, 4))
+    with pytest.raises(TypeError, match=r"params\['W_x'\] has dtype float64 but x has float32"):
+        rn.lstm_step(x, h, c, p)
+    with pytest.raises(TypeError, match=r"params\['W_x'\] has dtype torch.float64 but x has torch.float32"):
+        rt.lstm_step(*(torch.from_numpy(a) for a in (x, h, c)), {k: torch.from_numpy(v) for k, v in p.items()})
+    with pytest.raises(TypeError, match="h has dtype float64 but x has float32"):
+        rn.lstm_step(x, h.astype(np.float64), c, {k: v.astype(np.float32) for k, v in p.items()})
+    with pytest.raises(ValueError, match="rng must be a non-negative int seed"):
+        rn.init_params("lstm", 3, 4, -1)
+    with pytest.raises(ValueError, match="rng must be a non-negative int seed"):
+        rt.make_cell("lstm", 3, 4, rng=-1)

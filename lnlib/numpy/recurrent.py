@@ -546,6 +546,8 @@ def _check_size(value: object, name: str) -> int:
 def _check_rng(rng: object) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng < 0:
+        raise ValueError(f"rng must be a non-negative int seed (or a numpy.random.Generator, or None), got {rng}")
     if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}")
@@ -558,15 +560,23 @@ def _check_step(kind: str, x: object, params: Params, **state: object) -> tuple[
         raise ValueError(f"x must be one time step of shape (N, D), got an array with shape {x.shape}")
     _, hidden = check_params(kind, params, input_size=x.shape[1])
     for name, value in params.items():
-        as_float_array(value, name=f"params[{name!r}]")
+        _same_dtype(as_float_array(value, name=f"params[{name!r}]"), x, f"params[{name!r}]")
     arrays = []
     for name, value in state.items():
-        value = as_float_array(value, name=name)
+        value = _same_dtype(as_float_array(value, name=name), x, name)
         if value.shape != (x.shape[0], hidden):
             raise ValueError(f"{name} must have shape (N, H) = {(x.shape[0], hidden)} for x of shape {x.shape} "
                              f"and H = {hidden}, got {value.shape}")
         arrays.append(value)
     return x, arrays
+
+
+def _same_dtype(value: np.ndarray, x: np.ndarray, name: str) -> np.ndarray:
+    """``value`` if it has ``x``'s dtype; else the ``TypeError`` the torch twin raises (no silent promotion
+    of a float32 step to float64)."""
+    if value.dtype != x.dtype:
+        raise TypeError(f"{name} has dtype {value.dtype} but x has {x.dtype}; expected the same dtype")
+    return value
 
 
 def _check_state(kind: str, state: object) -> tuple[Any, ...]:
