@@ -15,7 +15,8 @@ ENTRIES = LEDGER["paper"] + LEDGER["sources"]
 
 
 def test_every_paper_claim_is_listed_once():
-    assert [e["id"] for e in LEDGER["paper"]] == [f"H{i}" for i in range(1, 17)]
+    split = {"H13": ["H13a", "H13b"]}  # H13 is judged in two parts (issue 13)
+    assert [e["id"] for e in LEDGER["paper"]] == [h for i in range(1, 17) for h in split.get(f"H{i}", [f"H{i}"])]
     ids = [e["id"] for e in ENTRIES]
     assert len(ids) == len(set(ids))
 

@@ -261,7 +261,7 @@ def test_smoke_run_writes_a_valid_record(smoke):
             assert len(log["long_norms"]["h"]) == p["length"] * p["factors"][-1]
             is_bn = log["spec"]["variant"] == "bn_lstm"
             assert bool(log["test_mse_matched"]) == is_bn and ("long_norms_matched" in log) == is_bn
-    for name in ("H8", "H9", "H12", "H13"):
+    for name in ("H8", "H9", "H11", "H12", "H13a", "H13b"):
         verdict = claims.CHECKS[name](loaded)
         assert verdict.status in claims.STATUSES and verdict.evidence
         assert verdict.status != "reproduced"  # one seed
@@ -399,20 +399,26 @@ def test_h9_follows_the_norms(smoke):
     record = _record(smoke)
     flat = lambda t, n: 1.0  # noqa: E731
     vanishing = lambda t, n: 10.0 ** (t - n)  # noqa: E731
-    _set_norms(record, "ln_lstm", flat, flat)
-    _set_norms(record, "lstm", vanishing, vanishing)
-    assert claims.h9_stable_dynamics(record).status == "reproduced"
-    _set_norms(record, "lstm", vanishing, flat)  # |h| now ties
-    assert claims.h9_stable_dynamics(record).status == "partly reproduced"
-    _set_norms(record, "ln_lstm", vanishing, vanishing)
+    _set_norms(record, "ln_rnn", flat, flat)  # the paper's case: plain tanh RNN against eq. 4's LN-RNN
+    _set_norms(record, "rnn", vanishing, vanishing)
+    _set_norms(record, "ln_lstm", vanishing, vanishing)  # the LSTMs are reported beside it, not judged
     _set_norms(record, "lstm", flat, flat)
     verdict = claims.h9_stable_dynamics(record)
+    assert verdict.status == "reproduced" and "LSTM minus LN-LSTM: [not reproduced]" in verdict.details
+    _set_norms(record, "rnn", vanishing, flat)  # |h| now ties
+    assert claims.h9_stable_dynamics(record).status == "partly reproduced"
+    _set_norms(record, "ln_rnn", vanishing, vanishing)
+    _set_norms(record, "rnn", flat, flat)
+    verdict = claims.h9_stable_dynamics(record)
     assert verdict.status == "not reproduced" and "0 reproduced, 0 partly, 8 not, of 8" in verdict.evidence
+    for key in [k for k, log in record["data"]["runs"].items() if log["spec"]["variant"] == "ln_rnn"]:
+        del record["data"]["runs"][key]
+    assert claims.h9_stable_dynamics(record).status == "not tested at this profile"
 
 
 def test_h9_all_nan_norms_cannot_be_judged(smoke):
     record = _record(smoke)
-    for variant in ("ln_lstm", "lstm"):
+    for variant in ("ln_rnn", "rnn"):
         _set_norms(record, variant, lambda t, n: None, lambda t, n: None)  # JSON null: non-finite everywhere
     verdict = claims.h9_stable_dynamics(record)
     assert verdict.status == "could not be judged" and "no seed gave a comparison" in verdict.details
@@ -450,18 +456,53 @@ def test_h12_a_diverged_bn_run_counts_as_infinitely_sensitive(smoke):
     assert verdict.status == "reproduced" and "+inf" in verdict.details
 
 
-def test_h13_follows_the_length_errors(smoke):
+def _errors(record, task, variant, values, key="test_mse"):
+    for log in _logs(record, task, variant):
+        log[key] = list(values)
+
+
+def test_h13b_follows_the_length_errors_of_the_variable_length_runs(smoke):
     record = _record(smoke)
-
-    def errors(variant, values):
-        for log in _logs(record, "adding", variant):
-            log["test_mse"] = list(values)
-
-    errors("ln_lstm", [0.01, 0.02, 0.03, 0.04])
-    errors("bn_lstm", [0.01, 0.1, 0.2, 0.3])
-    assert claims.h13_longer_sequences(record).status == "reproduced"
-    errors("ln_lstm", [0.01, 0.02, 0.09, 0.5])  # fails both checks at 4T and 8T
-    assert claims.h13_longer_sequences(record).status == "partly reproduced"
-    errors("ln_lstm", [0.01, 0.2, 0.3, 0.4])
-    verdict = claims.h13_longer_sequences(record)
+    _errors(record, "adding_var", "ln_lstm", [0.01, 0.02, 0.03, 0.04])
+    _errors(record, "adding_var", "bn_lstm", [0.01, 0.1, 0.2, 0.3])
+    _errors(record, "adding", "ln_lstm", [0.5, 0.5, 0.5, 0.5])  # the fixed-length task plays no part
+    assert claims.h13b_longer_sequences(record).status == "reproduced"
+    _errors(record, "adding_var", "ln_lstm", [0.01, 0.02, 0.09, 0.5])  # fails both checks at 4T and 8T
+    assert claims.h13b_longer_sequences(record).status == "partly reproduced"
+    _errors(record, "adding_var", "ln_lstm", [0.01, 0.2, 0.3, 0.4])
+    verdict = claims.h13b_longer_sequences(record)
     assert verdict.status == "not reproduced" and "median MSE LN 0.400, BN 0.300" in verdict.evidence
+    assert "LSTM median MSE" in verdict.details
+
+
+def test_h13a_compares_reused_with_matched_statistics(smoke):
+    record = _record(smoke)
+    _errors(record, "adding", "bn_lstm", [0.01, 0.1, 0.2, 0.3])
+    _errors(record, "adding", "bn_lstm", [0.01, 0.01, 0.02, 0.03], "test_mse_matched")
+    assert claims.h13a_missing_statistics(record).status == "reproduced"
+    _errors(record, "adding", "bn_lstm", [0.01, 0.01, 0.2, 0.3])  # a tie at 2T
+    assert claims.h13a_missing_statistics(record).status == "partly reproduced"
+    _errors(record, "adding", "bn_lstm", [0.01, 0.01, 0.02, 0.03])
+    verdict = claims.h13a_missing_statistics(record)
+    assert verdict.status == "not reproduced" and "reused statistics 0.030, matched 0.030" in verdict.evidence
+
+
+def test_h11_proxy_compares_final_test_metrics(smoke):
+    record = _record(smoke)
+    for task in ("seqmnist", "adding", "adding_var"):
+        for ln, base in (("ln_lstm", "lstm"), ("ln_rnn", "rnn")):
+            for variant, value in ((ln, 0.1), (base, 0.2)):
+                for log in _logs(record, task, variant):
+                    if task == "seqmnist":
+                        log["test"]["error"] = value
+                    else:
+                        log["test_mse"][0] = value
+    verdict = claims.h11_generalization_proxy(record)
+    assert verdict.status == "reproduced" and "proxy" in verdict.evidence
+    assert "5 of" not in verdict.details and verdict.details.count("[reproduced]") == 5  # no rnn on adding_var
+    for log in _logs(record, "seqmnist", "lstm"):
+        log["diverged"] = True  # a failed baseline is as bad as can be: still in LN's favour
+    assert claims.h11_generalization_proxy(record).status == "reproduced"
+    for log in _logs(record, "adding", "ln_rnn"):
+        log["test_mse"][0] = 0.3
+    assert claims.h11_generalization_proxy(record).status == "partly reproduced"

@@ -289,6 +289,29 @@ def state_and_gradient_norms(model: SequenceModel, xs: torch.Tensor, targets: to
     return norms
 
 
+def first_gradient_precision(task: str, variants: list[str], seed: int, task_params: dict[str, Any],
+                             data: mnist.MNIST | None) -> dict[str, dict[str, float]]:
+    """For each variant, the gradient of the run's probe batch at initialization (the weights of seed
+    ``seed``), computed in float32 and in float64 from the same weights: both norms and
+    :math:`|g_{32}-g_{64}|/|g_{64}|`. Float64 stands in for exact arithmetic; a large difference is
+    rounding, not a derivative."""
+    run_task = _Task(make_spec(task, variants[0], seed, task_params), data, torch.device("cpu"))
+    xs, ys = run_task.probe
+    out = {}
+    for variant in variants:
+        check_variant(variant)
+        grads = []
+        for dtype in (torch.float32, torch.float64):
+            model = SequenceModel(variant, run_task.input_size, task_params["hidden"], run_task.outputs,
+                                  max_steps=run_task.max_steps, init_seed=run_task.seed).to(dtype)
+            run_task.loss_fn(model(xs.to(dtype)), ys if task == "seqmnist" else ys.to(dtype)).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).double())
+        g32, g64 = grads
+        out[variant] = {"float32": float(g32.norm()), "float64": float(g64.norm()),
+                        "relative_difference": float((g32 - g64).norm() / g64.norm())}
+    return out
+
+
 @torch.no_grad()
 def forward_norms(model: SequenceModel, xs: torch.Tensor) -> dict[str, list[float]]:
     """Mean per-case norms of ``h_t`` (and ``c_t`` for the LSTMs) at every step, in the model's current mode,
