@@ -107,13 +107,14 @@ def test_pixel_statistics():
 
 def test_variants_of_a_task_share_their_initial_weights():
     models = {v: rnn.SequenceModel(v, 5, 6, 3, max_steps=4, init_seed=7) for v in rnn.VARIANTS}
-    for variant, model in models.items():  # the LSTMs share theirs, and so do the two plain RNNs
-        first = models["rnn" if "rnn" in variant else "lstm"]
+    for variant, model in models.items():  # the LSTMs share theirs, and so do the plain RNNs and the GRUs
+        first = models[next((f for f in ("rnn", "gru") if f in variant), "lstm")]
         for name in ("W_x", "W_h"):
             assert torch.equal(getattr(model.cell, name), getattr(first.cell, name)), (variant, name)
         assert torch.equal(model.readout.weight, first.readout.weight)
     first = models["lstm"]
     assert torch.all(models["ln_rnn"].cell.gain == 1.0)
+    assert models["ln_lstm_codebias"].cell.bias_in_input_ln and not models["ln_lstm"].cell.bias_in_input_ln
     assert torch.all(models["ln_lstm"].cell.gain_h == 1.0)
     assert torch.all(models["ln_lstm_gain0.1"].cell.gain_c == 0.1)
     assert torch.all(models["bn_lstm"].cell.gain_x == 0.1)
@@ -122,7 +123,7 @@ def test_variants_of_a_task_share_their_initial_weights():
     other = rnn.SequenceModel("lstm", 5, 6, 3, max_steps=4, init_seed=8)
     assert not torch.equal(other.cell.W_h, first.cell.W_h)
     with pytest.raises(ValueError, match="variant must be one of"):
-        rnn.SequenceModel("gru", 5, 6, 3, max_steps=4, init_seed=7)
+        rnn.SequenceModel("peephole_lstm", 5, 6, 3, max_steps=4, init_seed=7)
 
 
 def test_matched_statistics_are_the_statistics_of_the_given_batch():
@@ -216,7 +217,7 @@ def test_decades_steps_to_reach_and_median():
 
 def test_plan_assigns_every_run_once_and_keys_follow_the_parameters():
     all_specs = rnn.specs(rnn.PROFILES["cpu"], 0)
-    assert len(all_specs) == 5 * (7 + 5 + 3)  # five seeds of every comparison
+    assert len(all_specs) == 5 * (10 + 5 + 3)  # five seeds of every comparison
     shares = rnn.assign(all_specs, 2)
     keys = sorted(rnn.run_key(s) for share in shares for s in share)
     assert keys == sorted(rnn.run_key(s) for s in all_specs) and len(set(keys)) == len(all_specs)
@@ -226,7 +227,7 @@ def test_plan_assigns_every_run_once_and_keys_follow_the_parameters():
     with pytest.raises(ValueError, match="task must be one of"):
         rnn.make_spec("copying", "lstm", 0, {})
     bad = copy.deepcopy(TINY)
-    bad["adding"]["variants"] = ["lstm", "gru"]
+    bad["adding"]["variants"] = ["lstm", "peephole_lstm"]
     with pytest.raises(ValueError, match="variant must be one of"):
         rnn._check_params(bad)
 
@@ -251,7 +252,7 @@ def test_smoke_run_writes_a_valid_record(smoke):
         length = 28 if task == "seqmnist" else p["length"]
         for which in ("norms_init", "norms_trained"):
             assert len(log[which]["grad_h"]) == length
-            assert ("grad_c" in log[which]) == ("rnn" not in log["spec"]["variant"])
+            assert ("grad_c" in log[which]) == ("lstm" in log["spec"]["variant"])  # only LSTMs have a cell state
         if task == "seqmnist":
             assert 0.0 <= log["test"]["error"] <= 1.0 and "norms_init_raw_pixels" in log
             assert abs(log["pixel_mean"] - 0.13) < 0.01
@@ -348,23 +349,23 @@ def test_h8_follows_the_learning_curves(smoke):
     for task in rnn.TASKS:
         for variant in rnn.PROFILES["smoke"][task]["variants"]:
             for log in _logs(record, task, variant):
-                fast = variant.startswith("ln_lstm")
+                fast = variant.startswith(("ln_lstm", "ln_gru"))
                 log["valid"] = [0.0 if fast else 1.0] * len(log["valid"])
     assert claims.h8_faster_recurrent_training(record).status == "reproduced"
     one_seed = _record(smoke, seeds=1)
     for task in rnn.TASKS:
         for variant in rnn.PROFILES["smoke"][task]["variants"]:
             for log in _logs(one_seed, task, variant):
-                log["valid"] = [0.0 if variant.startswith("ln_lstm") else 1.0] * len(log["valid"])
+                log["valid"] = [0.0 if variant.startswith(("ln_lstm", "ln_gru")) else 1.0] * len(log["valid"])
     verdict = claims.h8_faster_recurrent_training(one_seed)
     assert verdict.status == "partly reproduced" and verdict.evidence.startswith("1 seed;")
     for log in _logs(record, "adding", "lstm"):
         log["valid"] = [0.0] * len(log["valid"])  # the LSTM now ties on every adding threshold
     assert claims.h8_faster_recurrent_training(record).status == "partly reproduced"
     for task in rnn.TASKS:
-        for log in _logs(record, task, "ln_lstm"):
+        for log in _logs(record, task, "ln_lstm") + _logs(record, task, "ln_gru"):
             log["valid"] = [1.0] * len(log["valid"])
-        for log in _logs(record, task, "lstm") + _logs(record, task, "bn_lstm"):
+        for log in _logs(record, task, "lstm") + _logs(record, task, "bn_lstm") + _logs(record, task, "gru"):
             log["valid"] = [0.0] * len(log["valid"])
     verdict = claims.h8_faster_recurrent_training(record)
     assert verdict.status == "not reproduced" and "3 seeds; 0 reproduced, 0 partly" in verdict.evidence
@@ -380,7 +381,7 @@ def test_h8_one_seed_against_makes_it_partly(smoke):
     for task in rnn.TASKS:
         for variant in rnn.PROFILES["smoke"][task]["variants"]:
             for log in _logs(record, task, variant):
-                log["valid"] = [0.0 if variant.startswith("ln_lstm") else 1.0] * len(log["valid"])
+                log["valid"] = [0.0 if variant.startswith(("ln_lstm", "ln_gru")) else 1.0] * len(log["valid"])
     _logs(record, "adding", "lstm")[1]["valid"][0] = 0.0  # seed 1: the LSTM ties at the first evaluation
     verdict = claims.h8_faster_recurrent_training(record)
     assert verdict.status == "partly reproduced" and "2 of 3 seeds in the claimed direction" in verdict.details
@@ -490,7 +491,7 @@ def test_h13a_compares_reused_with_matched_statistics(smoke):
 def test_h11_proxy_compares_final_test_metrics(smoke):
     record = _record(smoke)
     for task in ("seqmnist", "adding", "adding_var"):
-        for ln, base in (("ln_lstm", "lstm"), ("ln_rnn", "rnn")):
+        for ln, base in (("ln_lstm", "lstm"), ("ln_rnn", "rnn"), ("ln_gru", "gru")):
             for variant, value in ((ln, 0.1), (base, 0.2)):
                 for log in _logs(record, task, variant):
                     if task == "seqmnist":
@@ -499,7 +500,7 @@ def test_h11_proxy_compares_final_test_metrics(smoke):
                         log["test_mse"][0] = value
     verdict = claims.h11_generalization_proxy(record)
     assert verdict.status == "reproduced" and "proxy" in verdict.evidence
-    assert "5 of" not in verdict.details and verdict.details.count("[reproduced]") == 5  # no rnn on adding_var
+    assert verdict.details.count("[reproduced]") == 6  # no RNNs on adding_var, GRUs on sequential MNIST only
     for log in _logs(record, "seqmnist", "lstm"):
         log["diverged"] = True  # a failed baseline is as bad as can be: still in LN's favour
     assert claims.h11_generalization_proxy(record).status == "reproduced"

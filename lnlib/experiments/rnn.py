@@ -91,7 +91,13 @@ VARIANTS: dict[str, tuple[str, float | None]] = {
     "bn_lstm_gain1": ("bn_lstm", 1.0),
     "rnn": ("rnn", None),
     "ln_rnn": ("ln_rnn", 1.0),
+    "ln_lstm_codebias": ("ln_lstm", 1.0),
+    "gru": ("gru", None),
+    "ln_gru": ("ln_gru", 1.0),
 }
+#: cell options of a variant beyond kind and gain: the authors' code adds the LSTM bias inside the input LN
+#: and again after the LNs (``LN(x W_x + b) + LN(h W_h) + b``; chapter 10), an ablation of eq. 20
+VARIANT_OPTIONS: dict[str, dict[str, Any]] = {"ln_lstm_codebias": {"bias_in_input_ln": True}}
 #: the trivial squared error on the adding problem: predicting the mean 1 of u1 + u2, Var = 2/12
 ADDING_TRIVIAL_MSE = 1.0 / 6.0
 #: thresholds for steps-to-threshold (H8): validation error (seqmnist), validation squared error (adding)
@@ -219,6 +225,7 @@ class SequenceModel(nn.Module):
         super().__init__()
         kind, gain = check_variant(variant)
         kwargs: dict[str, Any] = {"max_steps": max_steps} if kind == "bn_lstm" else {}
+        kwargs.update(VARIANT_OPTIONS.get(variant, {}))
         self.variant = variant
         self.cell = rt.make_cell(kind, input_size, hidden, gain=gain, rng=init_seed, **kwargs)
         self.rnn = rt.Recurrent(self.cell)
@@ -569,7 +576,7 @@ def specs(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 
 
 #: the cost of a time step relative to the LSTM's (see :func:`estimated_cost`)
-COST_FACTORS = {"lstm": 1.0, "ln_lstm": 1.5, "bn_lstm": 2.5, "rnn": 0.5, "ln_rnn": 0.8}
+COST_FACTORS = {"lstm": 1.0, "ln_lstm": 1.5, "bn_lstm": 2.5, "rnn": 0.5, "ln_rnn": 0.8, "gru": 1.0, "ln_gru": 1.8}
 
 
 def estimated_cost(spec: dict[str, Any]) -> float:
