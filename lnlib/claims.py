@@ -81,21 +81,33 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Part:
-    """One paired comparison of a claim, judged over seeds by :func:`compare`."""
+    """One paired comparison of a claim, judged over seeds by the rule (module docstring); made by
+    :func:`compare`, which drops the seeds without a comparison."""
 
     name: str
-    status: str
     effects: tuple[float, ...]  # the seeds that gave a comparison
     resolution: float
     missing: int = 0  # seeds that could not give one (both runs failed, or neither reached a threshold)
     unit: str = ""
     favourable: int = field(init=False)
     median: float = field(init=False)
+    status: str = field(init=False)
 
     def __post_init__(self) -> None:
-        values = self.effects
-        object.__setattr__(self, "favourable", sum(e >= _at_least(self.resolution) for e in values))
-        object.__setattr__(self, "median", _median(values) if values else math.nan)
+        values, at_least = self.effects, _at_least(self.resolution)
+        favourable = sum(e >= at_least for e in values)
+        median = _median(values) if values else math.nan
+        if not values:
+            status = "could not be judged"
+        elif favourable == len(values) and len(values) >= MIN_SEEDS:
+            status = "reproduced"
+        elif median >= at_least:
+            status = "partly reproduced"
+        else:
+            status = "not reproduced"
+        object.__setattr__(self, "favourable", favourable)
+        object.__setattr__(self, "median", median)
+        object.__setattr__(self, "status", status)
 
     def describe(self) -> str:
         """``name: median +1.5 epochs (range +1 to +3), 3 of 3 seeds in the claimed direction``."""
@@ -139,17 +151,7 @@ def compare(name: str, effects: Sequence[Effect], resolution: float, unit: str =
     if not (isinstance(resolution, (int, float)) and resolution >= 0):
         raise ValueError(f"resolution must be a number >= 0, got {resolution!r}")
     usable = tuple(float(e) for e in effects if e is not None and not math.isnan(e))
-    missing = len(effects) - len(usable)
-    if not usable:
-        return Part(name, "could not be judged", (), resolution, missing, unit)
-    median, at_least = _median(usable), _at_least(resolution)
-    if all(e >= at_least for e in usable) and len(usable) >= MIN_SEEDS:
-        status = "reproduced"
-    elif median >= at_least:
-        status = "partly reproduced"
-    else:
-        status = "not reproduced"
-    return Part(name, status, usable, resolution, missing, unit)
+    return Part(name, usable, resolution, len(effects) - len(usable), unit)
 
 
 def combine(statuses: Sequence[str]) -> str:

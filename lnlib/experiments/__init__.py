@@ -97,12 +97,7 @@ def cli(name: str, argv: list[str] | None = None) -> dict[str, Any]:
                         "'cuda' or 'cuda:N'")
     parser.add_argument("--no-save", action="store_true", help="run and print, but write no result file")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed must be a non-negative int, got {args.seed}")
-    try:
-        training.resolve_device(args.device)
-    except (ValueError, TypeError) as err:
-        parser.error(f"--device: {err}")
+    training.check_seed_and_device(parser, args)
     record = run(module, profile=args.profile, seed=args.seed, device=args.device, save=not args.no_save)
     where = "not saved" if args.no_save else f"saved to {results.result_path(module.NAME, args.profile, args.seed)}"
     print(f"{module.NAME}, profile {args.profile}, seed {args.seed}, device {record['provenance']['device']}: "

@@ -336,10 +336,16 @@ def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str
         parser.error(f"--workers must be a positive number of worker processes, got {args.workers}")
     if not 0 <= args.worker < args.workers:
         parser.error(f"--worker must be in [0, {args.workers - 1}] for --workers {args.workers}, got {args.worker}")
+    check_seed_and_device(parser, args)
+    return args
+
+
+def check_seed_and_device(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--seed`` and ``--device`` of a command line, checked before any work: a usage error naming the
+    option (a CUDA device on a machine without CUDA included), never a traceback."""
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative int, got {args.seed}")
     try:
         resolve_device(args.device)
     except (ValueError, TypeError) as err:
         parser.error(f"--device: {err}")
-    return args
