@@ -89,6 +89,16 @@ def test_train_once_trains_stores_and_then_reads(tmp_path):
     assert training.train_once(tmp_path, "k", SPEC, train) == log and len(calls) == 1  # read, not retrained
 
 
+def test_temporaries_of_a_killed_writer_are_removed(tmp_path):
+    stale = [tmp_path / ".k.pt.abc123.tmp", tmp_path / ".k.json.def456.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    other = tmp_path / ".kk.pt.xyz.tmp"  # another run's: left alone
+    other.write_bytes(b"half")
+    training.train_once(tmp_path, "k", SPEC, lambda checkpoint: {"spec": SPEC})
+    assert not any(path.exists() for path in stale) and other.exists()
+
+
 def test_a_finished_log_of_another_spec_is_not_reused(tmp_path):
     (tmp_path / "k.json").write_text(json.dumps({"spec": dict(SPEC, hidden=1000), "loss": [0.1]}))
     with pytest.warns(RuntimeWarning, match="another spec"):

@@ -231,7 +231,8 @@ def train_once(folder: Path, key: str, spec: dict[str, Any], train: Callable[[Pa
     """The log of run ``key``: read if it finished, else trained by ``train(checkpoint_path)`` exactly once.
 
     While this process trains, ``<key>.lock`` tells others; a second process asked for the same run waits
-    (saying so once through ``announce``) and then reads the first one's log. The finished log is stored
+    (saying so once through ``announce``) and then reads the first one's log. Temporary files of the run
+    left by a process killed while writing are removed before training starts. The finished log is stored
     atomically as ``<key>.json`` (non-finite numbers as ``null``) and the checkpoint is removed. Returns
     the log as stored.
     """
@@ -244,6 +245,8 @@ def train_once(folder: Path, key: str, spec: dict[str, Any], train: Callable[[Pa
         log = finished_log(folder, key, spec)  # the process we waited for may have finished it
         if log is not None:
             return log
+        for stale in folder.glob(f".{key}.*.tmp"):  # half-written by a process killed mid-write; we hold the lock
+            stale.unlink(missing_ok=True)
         checkpoint = folder / f"{key}.pt"
         trained = train(checkpoint)
         done = results.write_json_atomic(folder / f"{key}.json", _as_stored(trained))
