@@ -29,8 +29,9 @@ initialization (H12): ``ln_lstm_gain0.1`` and ``bn_lstm_gain1``.
 **Measurements**, per run (one variant on one task, trained from scratch):
 
 * H8: the mean training loss of the last ``eval_every`` steps and the validation error (sequential MNIST)
-  or validation squared error (adding) every ``eval_every`` steps; :func:`steps_to_reach` turns these
-  curves into steps-to-threshold;
+  or validation squared error (adding) every ``eval_every`` steps (or on the geometric grid of
+  :func:`evaluation_steps`); :func:`steps_to_reach` turns these curves into steps-to-threshold; the mean
+  and the largest gradient norm (before clipping) of the steps since the previous evaluation;
 * H9: on a fixed batch, before and after training, the norm of the hidden state :math:`h_t`, of the cell
   state :math:`c_t` and of the loss gradients :math:`\partial L/\partial h_t`, :math:`\partial L/\partial
   c_t`, at every time step (per-case Euclidean norms, averaged over the cases; BN-LSTM in training mode,
@@ -478,6 +479,25 @@ def progress_of(params: dict[str, Any], profile: str, seed: int) -> dict[str, An
                                     for log in done)}
 
 
+def evaluation_steps(spec: dict[str, Any]) -> list[int]:
+    """The steps after which a run is evaluated (and checkpointed): every ``eval_every`` steps and at the last
+    step; or, when the spec has ``evals_per_octave`` ``n``, on a geometric grid that starts at ``eval_every``
+    and has ``n`` points per doubling of the step count (rounded to whole steps), plus the last step. On the
+    geometric grid a step count is known to a fixed *factor*, :math:`2^{1/n}`, at every scale: what a ratio
+    of two step counts (a speed-up) needs."""
+    budget, first = int(spec["steps"]), int(spec["eval_every"])
+    if "evals_per_octave" not in spec:
+        return sorted(set(range(first, budget + 1, first)) | {budget})
+    per_octave = spec["evals_per_octave"]
+    if isinstance(per_octave, bool) or not isinstance(per_octave, int) or per_octave < 1:
+        raise ValueError(f"spec['evals_per_octave'] must be a positive int, got {per_octave!r}")
+    steps, k = {budget}, 0
+    while (at := round(first * 2.0 ** (k / per_octave))) < budget:
+        steps.add(at)
+        k += 1
+    return sorted(steps)
+
+
 def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, device: torch.device,
            progress: bool) -> dict[str, Any]:
     key = run_key(spec)
@@ -496,13 +516,15 @@ def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, dev
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log, start = state["log"], state["step"]
-    else:
+    elif not spec.get("curve_only", False):
         log["norms_init"] = state_and_gradient_norms(model, *task.probe, task.loss_fn)
         if spec["task"] == "seqmnist":  # the same first batch with raw pixels in [0, 1]: blank rows are zeros
             log["norms_init_raw_pixels"] = state_and_gradient_norms(model, *task.raw_probe, task.loss_fn)
             log["pixel_mean"], log["pixel_std"] = task.pixel_mean, task.pixel_std
-    every = spec["eval_every"]
-    loss_sum = grad_sum = 0.0
+    evaluations = set(evaluation_steps(spec))
+    stop_below = spec.get("stop_below")
+    loss_sum = grad_sum = grad_max = 0.0
+    window = 0
     began = time.perf_counter()
     for step in tqdm(range(start, spec["steps"]), desc=key, disable=not progress, leave=False, mininterval=2.0):
         model.train()
@@ -514,25 +536,34 @@ def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, dev
         optimizer.step()
         loss_sum += float(loss.detach())
         grad_sum += float(grad_norm)
-        if (step + 1) % every and step + 1 != spec["steps"]:
+        grad_max = max(grad_max, float(grad_norm)) if math.isfinite(float(grad_norm)) else math.inf
+        window += 1
+        if step + 1 not in evaluations:
             continue
         trained = time.perf_counter()
-        window = step % every + 1
         log["step"].append(step + 1)
         log["train_loss"].append(loss_sum / window)
         log["grad_norm"].append(grad_sum / window)
+        # the largest single-step gradient norm of the window; None for windows trained before it was logged
+        log.setdefault("grad_norm_max", [None] * (len(log["step"]) - 1)).append(grad_max)
         log["valid"].append(task.metric(model, task.valid))
-        loss_sum = grad_sum = 0.0
+        loss_sum = grad_sum = grad_max = 0.0
+        window = 0
         log["timing"]["train"] += trained - began
         log["timing"]["evaluation"] += time.perf_counter() - trained
         if not all(math.isfinite(v) for v in (log["train_loss"][-1], log["valid"][-1])):
             log["diverged"] = True
             break
+        stopped = stop_below is not None and log["valid"][-1] <= stop_below
+        if stopped:
+            log["stopped_at"] = step + 1
         training.save_checkpoint(checkpoint, spec, {"model": model.state_dict(),
                                                     "optimizer": optimizer.state_dict(), "log": log,
-                                                    "step": step + 1})
+                                                    "step": spec["steps"] if stopped else step + 1})
+        if stopped:
+            break
         began = time.perf_counter()
-    if not log["diverged"]:
+    if not log["diverged"] and not spec.get("curve_only", False):
         began = time.perf_counter()
         _final_measurements(model, task, log)
         log["timing"]["evaluation"] += time.perf_counter() - began
