@@ -32,6 +32,60 @@ def test_models_normalize_where_the_paper_says():
         fig6.make_mlp("baseline", "gelu", 8)
 
 
+def test_the_placement_control_puts_batch_norm_where_layer_norm_is():
+    kinds = [type(m).__name__ for m in fig6.make_mlp("batchnorm_hidden", "relu", 32)]
+    assert kinds == ["Linear", "BatchNorm", "ReLU", "Linear", "BatchNorm", "ReLU", "Linear"]
+    assert "batchnorm_hidden" not in fig6.VARIANTS  # a control: not in the learning-rate sweep
+
+
+def test_training_mode_nll_uses_batch_statistics_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    images, labels = torch.randn(40, 784), torch.randint(0, 10, (40,))
+    bn = fig6.make_mlp("batchnorm", "relu", 16)
+    fig6.population_statistics(bn, images)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    at_4, at_20 = fig6.training_mode_nll(bn, images, labels, 4), fig6.training_mode_nll(bn, images, labels, 20)
+    assert at_4 != at_20  # batch statistics depend on the batch size
+    assert all(torch.equal(before[k], v) for k, v in bn.state_dict().items())  # running statistics frozen
+    # by hand: batches of 4 in training mode
+    bn.train()
+    with torch.no_grad():
+        by_hand = sum(float(torch.nn.functional.cross_entropy(bn(images[i:i + 4]), labels[i:i + 4], reduction="sum"))
+                      for i in range(0, 40, 4)) / 40
+    assert abs(at_4 - by_hand) < 1e-6
+    ln = fig6.make_mlp("layernorm", "relu", 16)  # no batch statistics: the same at any batch size
+    assert abs(fig6.training_mode_nll(ln, images, labels, 4) - fig6.evaluate(ln, images, labels)[0]) < 1e-5
+
+
+def test_workers_train_the_cheap_wide_runs_first():
+    params = dict(fig6.PROFILES["cpu"])
+    chosen = {"activation": "relu", "lr": 1e-3}
+    specs = fig6.main_specs(params, 0, chosen) + fig6.batch_sweep_specs(params, 0, chosen)
+    ordered = fig6.in_priority_order(specs)
+    assert sorted(map(fig6.run_key, ordered)) == sorted(map(fig6.run_key, specs))
+    mains = [s for s in ordered if s["kind"] == "main"]
+    assert all(s["kind"] == "bsweep" for s in ordered[:len(ordered) - len(mains)])
+    assert [s["batch_size"] for s in mains] == sorted((s["batch_size"] for s in mains), reverse=True)
+    first_seed = [s["variant"] for s in mains if s["batch_size"] == 128 and s["seed"] == 0]
+    assert first_seed[-1] == "batchnorm_hidden" and len(first_seed) == 4  # the paper's three, then the control
+
+
+def test_committed_logs_are_read_not_retrained(tmp_path, monkeypatch):
+    spec = fig6._spec("main", "layernorm", 4, "relu", 1e-3, 1, 0, fig6.PROFILES["smoke"])
+    folder = tmp_path / "fig6_mnist-x-seed0"
+    monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path / "runs")
+    log = {"spec": spec, "epoch": [1], "train_nll": [0.5]}
+    (tmp_path / "runs" / folder.name).mkdir(parents=True)
+    (tmp_path / "runs" / folder.name / f"{fig6.run_key(spec)}.json").write_text(json.dumps(log))
+    assert fig6.train_run(spec, None, folder, progress=False) == log  # no data needed: nothing is trained
+    other = dict(spec, lr=3e-3)  # another spec under the same file name is not taken for this run
+    assert training.committed_log(folder, fig6.run_key(spec), other) is None
+    (folder).mkdir()
+    (folder / "a.json").write_text(json.dumps({"spec": spec}))
+    new = training.commit_finished_logs(folder)
+    assert [p.name for p in new] == ["a.json"] and training.commit_finished_logs(folder) == []
+
+
 def test_small_batches_use_the_unbiased_variance():
     model = fig6.make_mlp("batchnorm", "relu", 8)
     fig6.set_batch_norm_ddof(model, 4)

@@ -79,9 +79,6 @@ TASKS = ("seqmnist", "adding", "adding_var")
 #: The revision of the cell code every spec names (so logs of older code are never reused): 2 = the BN-LSTM
 #: with batch-centred products and constant features set to their shift (issue 13; chapter 11).
 CELL_CODE = 2
-#: Finished runs' logs committed to the repository (``data/runs/<run folder name>/<key>.json``): a run whose
-#: log is there with the same spec is read, not trained, so a profile can be trained over several sittings.
-COMMITTED_RUNS = results.REPO_ROOT / "data" / "runs"
 THREADS = 1  # one torch thread per process: the runs are small, and two workers use the two cores
 #: variant -> (cell kind, gain initialization; None: the cell's default)
 VARIANTS: dict[str, tuple[str, float | None]] = {
@@ -447,21 +444,12 @@ class _Task:
 def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
               device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
     """Train one run (or resume it from its last checkpoint, or read it if finished here or committed under
-    :data:`COMMITTED_RUNS`); returns its log."""
-    committed = committed_log(folder.name, spec)
+    :data:`training.COMMITTED_RUNS`); returns its log."""
+    committed = training.committed_log(folder, run_key(spec), spec)
     if committed is not None:
         return committed
     return training.train_once(folder, run_key(spec), spec,
                                lambda checkpoint: _train(spec, data, checkpoint, device, progress))
-
-
-def committed_log(folder_name: str, spec: dict[str, Any]) -> dict[str, Any] | None:
-    """The committed log ``data/runs/<folder_name>/<key>.json`` of run ``spec``, if there is one of this spec."""
-    path = COMMITTED_RUNS / folder_name / f"{run_key(spec)}.json"
-    if not path.exists():
-        return None
-    log = json.loads(path.read_text(encoding="utf-8"))
-    return log if log.get("spec") == json.loads(json.dumps(spec)) else None
 
 
 def progress_of(params: dict[str, Any], profile: str, seed: int) -> dict[str, Any]:
@@ -470,7 +458,7 @@ def progress_of(params: dict[str, Any], profile: str, seed: int) -> dict[str, An
     folder = training.run_folder(NAME, profile, seed)
     done = []
     for spec in specs(params, seed):
-        log = committed_log(folder.name, spec) or training.finished_log(folder, run_key(spec), spec)
+        log = training.committed_log(folder, run_key(spec), spec) or training.finished_log(folder, run_key(spec), spec)
         if log is not None:
             done.append(log)
     return {"planned": len(specs(params, seed)), "finished": len(done),

@@ -182,6 +182,32 @@ def finished_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any]
     return None
 
 
+#: Finished runs' logs committed to the repository (``data/runs/<run folder name>/<key>.json``): a run whose
+#: log is there with the same spec is read, not trained, so a profile can be trained over several sittings.
+COMMITTED_RUNS = results.REPO_ROOT / "data" / "runs"
+
+
+def committed_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The committed log ``data/runs/<folder's name>/<key>.json`` of run ``spec``, if there is one of this
+    spec (one of another spec is ignored here: the run folder's own log or a new run decides)."""
+    path = COMMITTED_RUNS / Path(folder).name / f"{key}.json"
+    if not path.exists():
+        return None
+    log = json.loads(path.read_text(encoding="utf-8"))
+    return log if log.get("spec") == _as_stored(spec) else None
+
+
+def commit_finished_logs(folder: Path) -> list[Path]:
+    """Copy the finished logs of a run folder that are not committed yet to ``data/runs/<folder's name>/``
+    (atomically; a committed log is never overwritten). Returns the new files, for ``git add``."""
+    target = COMMITTED_RUNS / Path(folder).name
+    new = []
+    for done in sorted(Path(folder).glob("*.json")):
+        if not (target / done.name).exists():
+            new.append(results.write_json_atomic(target / done.name, json.loads(done.read_text(encoding="utf-8"))))
+    return new
+
+
 def _owner_is_gone(lock: Path) -> bool:
     """Whether the process named in ``lock`` (``pid@host``) has ended (only knowable on this host)."""
     try:
