@@ -672,6 +672,83 @@ def h11_generalization_proxy(record: Record) -> Verdict:
     return verdict_from_parts(parts, _rnn_seeds(record), "proxy: test metrics of small tasks, not the paper's")
 
 
+#: A speed-up of the H10 grid, in octaves, and what it is: measured, or a bound because a run never reached
+#: the threshold within its budget (the LSTM: the speed-up is at least this; the LN-LSTM: at most)
+Speedup = tuple[float, str]  # (log2 speed-up, "exact" | "at least" | "at most")
+
+
+def grid_speedup(lstm: Log, ln: Log, threshold: float) -> Speedup | None:
+    """One seed's speed-up of the LN-LSTM over the LSTM in one cell of the H10 grid: ``log2`` of the steps the
+    LSTM needs to bring the validation squared error to ``threshold`` over the steps the LN-LSTM needs. A run
+    that never gets there counts as one point of the geometric evaluation grid past its budget, which makes
+    the speed-up a bound; ``None`` if neither run gets there."""
+    first, second = steps_to_reach(lstm, threshold), steps_to_reach(ln, threshold)
+    if first is None and second is None:
+        return None
+    past_budget = int(lstm["spec"]["steps"]) * 2.0 ** (1.0 / int(lstm["spec"]["evals_per_octave"]))
+    kind = "at least" if first is None else "at most" if second is None else "exact"
+    return math.log2((first or past_budget) / (second or past_budget)), kind
+
+
+def grid_speedups(record: Record, threshold: float) -> dict[tuple[int, int], dict[int, Speedup | None]]:
+    """Every cell ``(length, batch size)`` of the H10 grid -> seed -> :func:`grid_speedup` (the cells and seeds
+    where both the LSTM and the LN-LSTM were trained)."""
+    cells: dict[tuple[int, int], dict[str, list[Log]]] = {}
+    for log in record["data"]["runs"].values():
+        spec = log["spec"]
+        cells.setdefault((int(spec["length"]), int(spec["batch_size"])), {}).setdefault(spec["variant"], []).append(log)
+    return {cell: {int(a["spec"]["seed"]): grid_speedup(a, b, threshold)
+                   for a, b in paired(by.get("lstm", []), by.get("ln_lstm", []))}
+            for cell, by in sorted(cells.items())}
+
+
+def _larger_speedup(larger: Speedup | None, smaller: Speedup | None) -> Effect:
+    """``larger - smaller`` in octaves, the claimed-positive effect; a bound is used only where it makes the
+    effect a lower bound (the claimed-larger speed-up "at least", the other "at most"), else ``None``."""
+    if larger is None or smaller is None or larger[1] == "at most" or smaller[1] == "at least":
+        return None
+    return larger[0] - smaller[0]
+
+
+def h10_long_sequences_small_batches(record: Record, threshold: float | None = None) -> Verdict:
+    """H10, the benefit of LN is largest for long sequences and small mini-batches: on the grid of the
+    ``rnn_grid`` experiment, per seed, the LN-LSTM's speed-up over the LSTM (:func:`grid_speedup`, at the
+    profile's judged threshold unless ``threshold`` is given) at the longest length minus that at the shortest
+    (one part per batch size), and at the smallest batch minus that at the largest (one part per length).
+    Resolution: two points of the geometric evaluation grid, ``2 / evals_per_octave`` octaves."""
+    params = record["params"]
+    threshold = float(params["judged_threshold"] if threshold is None else threshold)
+    speedups = grid_speedups(record, threshold)
+    if not speedups:
+        return Verdict("not tested at this profile", "the result has no LSTM and LN-LSTM runs on the grid")
+    lengths = sorted({t for t, _ in speedups})
+    batches = sorted({b for _, b in speedups})
+    resolution = 2.0 / int(params["evals_per_octave"])
+    seeds = sorted({s for by_seed in speedups.values() for s in by_seed})
+
+    def part(name: str, larger: tuple[int, int], smaller: tuple[int, int]) -> Part:
+        big, small = speedups.get(larger, {}), speedups.get(smaller, {})
+        return compare(name, [_larger_speedup(big.get(s), small.get(s)) for s in seeds], resolution, "octaves")
+
+    parts = [part(f"B={b}: T={lengths[-1]} minus T={lengths[0]}", (lengths[-1], b), (lengths[0], b)) for b in batches]
+    parts += [part(f"T={t}: B={batches[0]} minus B={batches[-1]}", (t, batches[0]), (t, batches[-1])) for t in lengths]
+
+    def corner(cell: tuple[int, int]) -> str:
+        values = [v for v in speedups.get(cell, {}).values() if v is not None]
+        if not values:
+            return "none"
+        bound = "" if all(k == "exact" for _, k in values) else " (with bounds)"
+        return f"x{2 ** float(np.median([v for v, _ in values])):.3g}{bound}"
+
+    if not any(p.status in JUDGED for p in parts):
+        return Verdict("not tested at this profile", f"no cell pair of the grid where both runs reached validation "
+                       f"MSE <= {threshold:g} in a seed")
+    summary = (f"median speed-up {corner((lengths[-1], batches[0]))} at T={lengths[-1]},B={batches[0]}, "
+               f"{corner((lengths[0], batches[-1]))} at T={lengths[0]},B={batches[-1]}")
+    head = f"LSTM steps / LN-LSTM steps to validation MSE <= {threshold:g}, in octaves (log2); resolution {resolution:g}"
+    return verdict_from_parts(parts, len(seeds), summary, head)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Exact measurements (no training, no seeds to pool): each check holds or it does not
 
@@ -807,6 +884,7 @@ CHECKS: dict[str, Callable[[Record], Verdict]] = {
     "H7": h7_gain_metric,
     "H8": h8_faster_recurrent_training,
     "H9": h9_stable_dynamics,
+    "H10": h10_long_sequences_small_batches,
     "H11": h11_generalization_proxy,
     "H12": h12_gain_insensitivity,
     "H13a": h13a_missing_statistics,

@@ -277,3 +277,51 @@ def test_s003_placement_is_at_most_partly_since_half_of_it_is_untested():
 def test_s001_vanishing_counts_decades_lost_back_in_time(lstm_grads, status):
     record = _rnn_record([0.5] * 3, [0.5] * 3, [1.0] * 4, lstm_grads)
     assert claims.s001_vanishing_gradients(record).status == status
+
+
+def _grid_record(reach, seeds=3, steps=1000, per_octave=8):
+    """An H10 grid result: ``reach(variant, length, batch, seed)`` is the step at which that run's validation
+    error first falls to 0.05 (``None``: never within ``steps``)."""
+    grid = [10] + [round(10 * 2 ** (k / per_octave)) for k in range(1, 64) if 10 * 2 ** (k / per_octave) < steps]
+    grid = sorted(set(grid) | {steps})
+    runs = {}
+    for seed in range(seeds):
+        for length in (10, 40):
+            for batch in (4, 64):
+                for variant in ("lstm", "ln_lstm"):
+                    at = reach(variant, length, batch, seed)
+                    valid = [0.1 if at is None or s < at else 0.01 for s in grid]
+                    spec = {"task": "adding", "variant": variant, "seed": seed, "length": length,
+                            "batch_size": batch, "steps": steps, "eval_every": 10, "evals_per_octave": per_octave}
+                    runs[f"{variant}-{length}-{batch}-{seed}"] = {"spec": spec, "step": grid, "valid": valid}
+    return {"params": {"judged_threshold": 0.05, "evals_per_octave": per_octave}, "data": {"runs": runs}}
+
+
+def test_h10_is_reproduced_when_the_speedup_grows_with_length_and_shrinks_with_batch_size():
+    # LN needs 40 steps everywhere; the LSTM 80 at (10, 64), 160 at (40, 64) and (10, 4), 640 at (40, 4)
+    lstm = {(10, 64): 80, (40, 64): 160, (10, 4): 160, (40, 4): 640}
+    record = _grid_record(lambda v, t, b, s: 40 if v == "ln_lstm" else lstm[(t, b)])
+    verdict = claims.h10_long_sequences_small_batches(record)
+    assert verdict.status == "reproduced", verdict
+    speedups = claims.grid_speedups(record, 0.05)
+    assert speedups[(40, 4)][0][1] == "exact" and abs(speedups[(40, 4)][0][0] - 4.0) < 0.15
+    assert "x16" in verdict.evidence  # the median speed-up of the long-sequence, small-batch corner
+
+
+def test_h10_is_not_reproduced_when_the_speedup_is_the_same_everywhere():
+    record = _grid_record(lambda v, t, b, s: 40 if v == "ln_lstm" else 320)
+    assert claims.h10_long_sequences_small_batches(record).status == "not reproduced"
+
+
+def test_h10_uses_a_censored_lstm_only_where_it_makes_the_effect_a_lower_bound():
+    # the LSTM never reaches the threshold at (40, 4): its speed-up is "at least", usable against smaller cells
+    lstm = {(10, 64): 80, (40, 64): 160, (10, 4): 160, (40, 4): None}
+    record = _grid_record(lambda v, t, b, s: 40 if v == "ln_lstm" else lstm[(t, b)])
+    speedups = claims.grid_speedups(record, 0.05)
+    assert speedups[(40, 4)][1][1] == "at least"
+    assert claims.h10_long_sequences_small_batches(record).status == "reproduced"
+    # but a censored LSTM in the cell claimed to be the *smaller* one gives no comparison
+    lstm[(10, 64)] = None
+    parts = claims.h10_long_sequences_small_batches(_grid_record(
+        lambda v, t, b, s: 40 if v == "ln_lstm" else lstm[(t, b)])).details
+    assert "B=64: T=40 minus T=10: no seed gave a comparison" in parts
