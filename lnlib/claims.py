@@ -305,30 +305,43 @@ def _fig6_seeds(record: Record) -> int:
     return len({log["spec"]["seed"] for log in record["data"]["runs"].values() if log["spec"]["kind"] == "main"})
 
 
+#: H4's rivals: batch norm as the paper applies it (every layer, the logits included) and, where trained,
+#: the control with batch norm where layer norm is (the hidden layers only)
+H4_RIVALS = (("batchnorm", "BN"), ("batchnorm_hidden", "BN hidden-only"))
+
+
 def h4_faster_convergence(record: Record) -> Verdict:
     """H4: layer norm reaches each training-NLL threshold in fewer epochs than batch norm.
 
-    One part per (batch size, threshold): per seed, BN's epoch minus LN's (a run that never reaches it
-    counts as one epoch past its budget); resolution two epochs (the evaluation grid's step is one epoch).
-    Parts that neither variant reaches in any seed are left out and counted as planned but not judged."""
-    parts, skipped = [], []
-    for bs in _main_batch_sizes(record):
-        pairs = paired(select_fig6(record["data"], kind="main", variant="layernorm", batch_size=bs),
-                       select_fig6(record["data"], kind="main", variant="batchnorm", batch_size=bs))
-        for t in FIG6_THRESHOLDS:
-            effects = [race_effect(epochs_to_reach(ln, "train_nll", t), epochs_to_reach(bn, "train_nll", t),
-                                   int(ln["spec"]["epochs"]) + 1) for ln, bn in pairs]
-            if all(e is None for e in effects):
-                skipped.append(f"batch {bs} NLL<={t:g}")
+    One part per (rival, batch size, threshold), the rivals of :data:`H4_RIVALS` that the result has: per
+    seed, the rival's epoch minus LN's (a run that never reaches it counts as one epoch past its budget);
+    resolution two epochs (the evaluation grid's step is one epoch). Parts that neither variant reaches in
+    any seed are left out and counted as planned but not judged."""
+    parts, skipped, leads = [], [], []
+    for rival, name in H4_RIVALS:
+        rival_parts = []
+        for bs in _main_batch_sizes(record):
+            pairs = paired(select_fig6(record["data"], kind="main", variant="layernorm", batch_size=bs),
+                           select_fig6(record["data"], kind="main", variant=rival, batch_size=bs))
+            if not pairs:
                 continue
-            parts.append(compare(f"batch {bs} NLL<={t:g}", effects, float(GRID_STEPS_RESOLUTION), "epochs"))
+            for t in FIG6_THRESHOLDS:
+                label = f"{name} batch {bs} NLL<={t:g}" if rival != "batchnorm" else f"batch {bs} NLL<={t:g}"
+                effects = [race_effect(epochs_to_reach(ln, "train_nll", t), epochs_to_reach(bn, "train_nll", t),
+                                       int(ln["spec"]["epochs"]) + 1) for ln, bn in pairs]
+                if all(e is None for e in effects):
+                    skipped.append(label)
+                    continue
+                rival_parts.append(compare(label, effects, float(GRID_STEPS_RESOLUTION), "epochs"))
+        if rival_parts:
+            lead = [p.median for p in rival_parts]
+            leads.append(f"over {name} {min(lead):+g} to {max(lead):+g}")
+        parts += rival_parts
     if not parts:
         return Verdict("not tested at this profile", "no training-NLL threshold was reached by either variant",
                        f"thresholds {FIG6_THRESHOLDS} not reached: {', '.join(skipped)}")
-    lead = [p.median for p in parts if p.effects]
     head = f"not reached by either: {', '.join(skipped)}" if skipped else ""
-    return verdict_from_parts(parts, _fig6_seeds(record),
-                              f"LN's median lead over BN {min(lead):+g} to {max(lead):+g} epochs", head,
+    return verdict_from_parts(parts, _fig6_seeds(record), f"LN's median lead {', '.join(leads)} epochs", head,
                               planned=len(parts) + len(skipped))
 
 

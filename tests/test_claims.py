@@ -173,6 +173,20 @@ def test_h4_on_one_seed_is_at_most_partly_and_says_so():
     assert verdict.status == "partly reproduced" and verdict.evidence.startswith("1 seed;")
 
 
+def test_h4_is_judged_against_both_batch_norm_placements_where_the_control_was_trained():
+    record = _fig6_record(FAST, [0.5, 0.5, 0.2, 0.05, 0.005])
+    runs = record["data"]["runs"]
+    # the hidden-only control converges as fast as LN: H4 holds against the paper's BN only
+    for seed in range(3):
+        runs[f"batchnorm_hidden-{seed}"] = dict(runs[f"layernorm-{seed}"],
+                                                spec=dict(runs[f"layernorm-{seed}"]["spec"], variant="batchnorm_hidden"))
+    verdict = claims.h4_faster_convergence(record)
+    assert verdict.status == "partly reproduced"
+    assert "[reproduced] batch 128 NLL<=0.1" in verdict.details
+    assert "[not reproduced] BN hidden-only batch 128 NLL<=0.1" in verdict.details
+    assert "over BN hidden-only +0 to +0" in verdict.evidence
+
+
 def test_a_one_case_difference_survives_floating_point_rounding():
     n = 10_000
     misses = sum(claims.compare("p", [(k + 1) / n - k / n], 1.0 / n).status != "partly reproduced"
