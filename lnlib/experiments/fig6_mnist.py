@@ -199,15 +199,9 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
     has_batch_norm = any(isinstance(m, lnt.BatchNorm) for m in model.modules())
     for epoch in range(start_epoch, spec["epochs"]):
         began = time.perf_counter()
-        model.train()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(run_seed(spec) + epoch))
         batches = order[: steps * bs].view(steps, bs).to(device)
-        for idx in tqdm(batches, desc=f"{key} epoch {epoch + 1}", disable=not progress, leave=False,
-                        mininterval=2.0):
-            loss = nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        train_steps(model, optimizer, train_x, train_y, batches, desc=f"{key} epoch {epoch + 1}", progress=progress)
         trained = time.perf_counter() - began
         if has_batch_norm:  # what the optimizer saw: batch statistics of the run's own batch size
             log.setdefault("train_nll_batch_statistics", []).append(
@@ -232,6 +226,69 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
     if spec.get("online_check"):
         log["online"] = online_inference(model, test)
     return log
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+                batches: torch.Tensor, *, desc: str = "", progress: bool = False) -> None:
+    """One training step per row of ``batches`` (case indices into the preloaded ``images``/``labels``): the
+    loop every Figure 6 run trains with, and the one :func:`loop_overhead` times."""
+    model.train()
+    for idx in tqdm(batches, desc=desc, disable=not progress, leave=False, mininterval=2.0):
+        loss = nn.functional.cross_entropy(model(images[idx]), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def textbook_steps(model: nn.Module, optimizer: torch.optim.Optimizer, loader: torch.utils.data.DataLoader,
+                   steps: int) -> None:
+    """``steps`` training steps written the way a PyTorch tutorial writes them: a ``DataLoader`` over a
+    ``TensorDataset``, ``zero_grad``, forward, ``backward``, ``step``."""
+    model.train()
+    for step, (x, y) in enumerate(loader):
+        if step == steps:
+            break
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+
+def loop_overhead(variant: str, batch_size: int, steps: int, repeats: int, data: mnist.MNIST) -> dict[str, Any]:
+    """Seconds per step of :func:`train_steps` (with the runs' fused Adam) and of :func:`textbook_steps`
+    (``torch.optim.Adam`` with its defaults), on the full-size MLP, in the same process and thread count (one),
+    alternating ``repeats`` times; the medians and their ratio (ours / textbook)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        images, labels = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=batch_size,
+                                             shuffle=True, drop_last=True,
+                                             generator=torch.Generator().manual_seed(0))
+        order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+        batches = order[: steps * batch_size].view(steps, batch_size)
+        times: dict[str, list[float]] = {"lnlib": [], "textbook": []}
+        for _ in range(repeats):
+            for loop in ("lnlib", "textbook"):
+                torch.manual_seed(0)
+                model = make_mlp(variant, "relu", 1000)
+                set_batch_norm_ddof(model, batch_size)
+                if loop == "lnlib":
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+                    train_steps(model, optimizer, images, labels, batches[:5])  # warm-up, not timed
+                    began = time.perf_counter()
+                    train_steps(model, optimizer, images, labels, batches)
+                else:
+                    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+                    textbook_steps(model, optimizer, loader, 5)
+                    began = time.perf_counter()
+                    textbook_steps(model, optimizer, loader, steps)
+                times[loop].append((time.perf_counter() - began) / steps)
+    finally:
+        torch.set_num_threads(previous)
+    ours, textbook = float(np.median(times["lnlib"])), float(np.median(times["textbook"]))
+    return {"lnlib_seconds_per_step": ours, "textbook_seconds_per_step": textbook, "ratio": ours / textbook,
+            "repeats": repeats, "steps": steps, "all_seconds_per_step": times}
 
 
 def _tensors(data: mnist.MNIST, spec: dict[str, Any], device: torch.device):
@@ -375,6 +432,9 @@ def timing(params: dict[str, Any], data: mnist.MNIST) -> dict[str, Any]:
                 seconds = time_steps(variant, bs, mode, params["timing_steps"], data)
                 out[f"{variant}-bs{bs}-{mode}"] = {"seconds_per_step": seconds,
                                                    "seconds_per_epoch": seconds * (55_000 // bs)}
+    # the training loop the runs use against a tutorial's loop, same process, same single thread
+    out["loop_overhead"] = {f"{variant}-bs{bs}": loop_overhead(variant, bs, params["timing_steps"], 3, data)
+                            for bs in (4, 128) for variant in VARIANTS}
     return out
 
 
