@@ -14,7 +14,7 @@ PROFILE ?= cpu
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 900
 
 .PHONY: help book test notebooks reproduce clean distclean venv unit smoke nbval html colab-cells \
-	browser-deps rendered bench gpu-check
+	browser-deps rendered bench gpu-check test-pythons
 
 help:
 	@echo "make book       build the book (executes chapters, writes _build/html/index.html)"
@@ -23,6 +23,7 @@ help:
 	@echo "make reproduce PROFILE=cpu|paper|smoke   rerun the experiments (recompute=True)"
 	@echo "make bench      benchmark lnlib against torch and a memory copy (~2 min)"
 	@echo "make gpu-check  on a CUDA machine: tests, experiments and benchmark on the GPU (OUT=_build/gpu)"
+	@echo "make test-pythons  pip install . and the NumPy tests on Python 3.11, 3.12, 3.13 (needs PyPI, no torch)"
 	@echo "make clean / distclean   remove _build / also remove .venv"
 
 # The environment: a virtualenv with the pinned lock file, then lnlib itself (editable, no new deps).
@@ -91,6 +92,12 @@ bench: $(STAMP)
 # (PYTHON=...; .venv/bin/python if it exists). GPU_CHECK_FLAGS=--allow-cpu makes it a CPU dry run.
 gpu-check:
 	bash scripts/gpu_check.sh $(GPU_CHECK_FLAGS)
+
+# Not part of `make test`: on each Python the project claims (PYTHONS="3.11 3.12 3.13"), a throwaway venv in
+# _build/pyvers/<version>, `pip install --no-deps .`, numpy/pytest/hypothesis from PyPI, and the NumPy-only
+# tests of tests/numpy_only.txt (torch is not installed there). One PASS/FAIL line per version.
+test-pythons:
+	bash scripts/test_python_versions.sh
 
 reproduce: $(STAMP)
 	$(PY) -m lnlib._book run --out _build/reproduce/$(PROFILE) -p profile $(PROFILE) -p recompute True $(CHAPTERS)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import lnlib.numpy as lnp
-import lnlib.torch as lnt
+from conftest import F, lnt, needs_torch, torch
 
 
 def finite_difference_grads(f, arrays, dy, h=1e-6):
@@ -50,6 +48,7 @@ def test_hand_backward_matches_finite_differences(backend, rng, name, shape, axi
 
 @pytest.mark.parametrize("native", [False, True], ids=["hand-derived", "native-where-possible"])
 @pytest.mark.parametrize("name,shape,axis,pshape,ddof", CASES)
+@needs_torch
 def test_torch_autograd_passes_gradcheck(name, shape, axis, pshape, ddof, native):
     gen = torch.Generator().manual_seed(0)
     tensors = [torch.randn(s, generator=gen, dtype=torch.float64, requires_grad=True) for s in (shape, pshape, pshape)]
@@ -57,6 +56,7 @@ def test_torch_autograd_passes_gradcheck(name, shape, axis, pshape, ddof, native
     assert torch.autograd.gradcheck(lambda a, g, b: getattr(lnt, name)(a, g, b, **kwargs), tensors)
 
 
+@needs_torch
 def test_native_kernels_are_used_only_where_they_compute_the_same_thing(rng):
     x = torch.tensor(rng.normal(size=(4, 3, 5)), requires_grad=True)
     grad_fn = lambda y: type(y.grad_fn).__name__  # noqa: E731
@@ -70,6 +70,7 @@ def test_native_kernels_are_used_only_where_they_compute_the_same_thing(rng):
 
 @pytest.mark.parametrize("name,axis,pshape", [("layer_norm", (1, 2), (3, 5)), ("batch_norm", (0, 2), (3, 1)),
                                               ("rms_norm", -1, (5,))])
+@needs_torch
 def test_native_and_hand_derived_paths_agree(rng, name, axis, pshape):
     x = rng.normal(2.0, 3.0, size=(6, 3, 5))
     g, b, dy = rng.normal(size=pshape), rng.normal(size=pshape), rng.normal(size=(6, 3, 5))
@@ -84,6 +85,7 @@ def test_native_and_hand_derived_paths_agree(rng, name, axis, pshape):
         torch.testing.assert_close(a, c, rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_autograd_gradients_equal_torch_layer_norm_autograd(rng):
     x = torch.tensor(rng.normal(2.0, 3.0, size=(6, 4, 5)), requires_grad=True)
     w = torch.tensor(rng.normal(size=(4, 5)), requires_grad=True)
@@ -96,6 +98,7 @@ def test_autograd_gradients_equal_torch_layer_norm_autograd(rng):
         torch.testing.assert_close(mine.grad, ref.grad, rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_autograd_gradients_equal_torch_batch_norm_autograd(rng):
     x = torch.tensor(rng.normal(2.0, 3.0, size=(5, 3, 4)), requires_grad=True)
     w = torch.tensor(rng.normal(size=3), requires_grad=True)

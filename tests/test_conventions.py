@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import lnlib.numpy as lnp
+from conftest import needs_torch, torch
 from lnlib.numpy import conventions as cv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +58,10 @@ def test_defaults_are_lnlib_layer_norm(rng):
     np.testing.assert_allclose(cv.layer_norm_variant(x, axis=(1, 2)), lnp.layer_norm(x, axis=(1, 2)), rtol=0, atol=1e-14)
 
 
-@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+@needs_torch
+@pytest.mark.parametrize("dtype,atol", [("float64", 1e-12), ("float32", 2e-6)])
 def test_pytorch_preset_matches_torch_layer_norm(rng, dtype, atol):
+    dtype = getattr(torch, dtype)
     x = rng.normal(1.0, 2.0, size=(8, 33))
     g, b = rng.normal(size=33), rng.normal(size=33)
     ref = torch.nn.functional.layer_norm(torch.tensor(x, dtype=dtype), (33,), torch.tensor(g, dtype=dtype),
@@ -71,6 +73,7 @@ def test_pytorch_preset_matches_torch_layer_norm(rng, dtype, atol):
 
 
 @pytest.mark.parametrize("size", [2, 4, 64])
+@needs_torch
 def test_annotated_transformer_preset_matches_its_torch_code(rng, size):
     x = rng.normal(0.2, 0.5, size=(3, 5, size))
     a, b = rng.normal(size=size), rng.normal(size=size)
@@ -86,6 +89,11 @@ def test_published_bert_pytorch_example():
     x = np.array([1.0, 0.0, 0.0, 0.0])
     np.testing.assert_allclose(cv.apply_convention(x, "annotated_transformer"), [1.5, -0.5, -0.5, -0.5], atol=1e-5)
     np.testing.assert_allclose(cv.apply_convention(x, "pytorch"), [1.7320, -0.5773, -0.5773, -0.5773], atol=1e-4)
+
+
+@needs_torch
+def test_published_bert_pytorch_example_is_torch_layer_norm():
+    x = np.array([1.0, 0.0, 0.0, 0.0])
     torch_out = torch.nn.LayerNorm(4, dtype=torch.float64)(torch.tensor(x)).detach().numpy()
     np.testing.assert_allclose(cv.apply_convention(x, "pytorch"), torch_out, atol=1e-12)
 
@@ -167,12 +175,19 @@ def test_matlab_preset_on_vectors_is_the_paper(rng):
     np.testing.assert_array_equal(cv.apply_convention(x.T, "matlab", fmt="CB").T, cv.apply_convention(x, "matlab"))
 
 
+@needs_torch
 def test_matlab_preset_on_images_is_group_norm_with_one_group(rng):
     x = rng.normal(0.5, 2.0, size=(4, 3, 5, 6))  # N x C x H x W: "BCSS"
     g, b = rng.normal(size=3), rng.normal(size=3)
     ours = cv.apply_convention(x, "matlab", g, b, fmt="BCSS")
     ref = torch.nn.functional.group_norm(torch.tensor(x), 1, torch.tensor(g), torch.tensor(b), eps=1e-5)
     np.testing.assert_allclose(ours, ref.numpy(), rtol=0, atol=1e-12)
+
+
+def test_matlab_preset_on_images_is_the_same_in_matlab_order(rng):
+    x = rng.normal(0.5, 2.0, size=(4, 3, 5, 6))  # N x C x H x W: "BCSS"
+    g, b = rng.normal(size=3), rng.normal(size=3)
+    ours = cv.apply_convention(x, "matlab", g, b, fmt="BCSS")
     in_matlab_order = cv.apply_convention(x.transpose(2, 3, 1, 0), "matlab", g, b, fmt="SSCB")
     np.testing.assert_allclose(in_matlab_order.transpose(3, 2, 0, 1), ours, atol=1e-12)
 

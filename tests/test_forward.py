@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import lnlib.numpy as lnp
-import lnlib.torch as lnt
-from conftest import reference_normalize
+from conftest import F, lnt, needs_torch, reference_normalize, torch
 
 # (shape, axis, affine shape): the paper's per-unit affine, PyTorch's per-element affine, a per-channel
 # (MATLAB-style) affine, statistics over a middle axis, and a 1-D input.
@@ -42,6 +39,7 @@ def test_batch_norm_equals_the_defining_formula(backend, rng, ddof):
     np.testing.assert_allclose(backend.to_numpy(y), expected, rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_layer_norm_matches_torch_layer_norm(backend, rng):
     x = rng.normal(0.5, 2.0, size=(4, 3, 5, 6))
     gamma, beta = rng.normal(size=(5, 6)), rng.normal(size=(5, 6))
@@ -50,6 +48,7 @@ def test_layer_norm_matches_torch_layer_norm(backend, rng):
     np.testing.assert_allclose(backend.to_numpy(ours), ref.numpy(), rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_batch_norm_matches_torch_batch_norm_on_images(backend, rng):
     x = rng.normal(3.0, 2.0, size=(8, 3, 4, 5))
     weight, bias = rng.normal(size=3), rng.normal(size=3)
@@ -60,6 +59,7 @@ def test_batch_norm_matches_torch_batch_norm_on_images(backend, rng):
     np.testing.assert_allclose(backend.to_numpy(ours), ref.numpy(), rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_layer_norm_over_channels_and_space_is_group_norm_with_one_group(backend, rng):
     x = rng.normal(1.0, 2.0, size=(4, 6, 3, 3))
     weight, bias = rng.normal(size=6), rng.normal(size=6)
@@ -69,6 +69,7 @@ def test_layer_norm_over_channels_and_space_is_group_norm_with_one_group(backend
     np.testing.assert_allclose(backend.to_numpy(ours), ref.numpy(), rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_statistics_over_space_only_are_instance_norm(backend, rng):
     x = rng.normal(1.0, 2.0, size=(4, 6, 3, 5))
     ours = backend.lib.layer_norm(backend.asarray(x), axis=(2, 3))
@@ -100,6 +101,7 @@ def test_output_dtype_is_input_dtype(backend, rng, dtype):
         assert backend.to_numpy(y).dtype == np.dtype(dtype)
 
 
+@needs_torch
 def test_bfloat16_is_computed_in_float32(rng):
     x = torch.from_numpy(rng.normal(5.0, 1.0, size=(4, 64)).astype(np.float32))
     y = lnt.layer_norm(x.to(torch.bfloat16))
@@ -111,6 +113,7 @@ CASES_PARITY = [((16, 32), -1), ((4, 3, 5, 6), (1, 2, 3)), ((9, 5), 0), ((3, 4, 
 
 
 @pytest.mark.parametrize("shape,axis", CASES_PARITY)
+@needs_torch
 def test_numpy_and_torch_agree_to_1e_12_in_float64(rng, shape, axis):
     x = rng.normal(3.0, 5.0, size=shape)
     pshape = tuple(1 if i in np.atleast_1d(axis) % len(shape) else n for i, n in enumerate(shape))

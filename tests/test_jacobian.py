@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import lnlib.numpy as lnp
+from conftest import F, first_values, needs_torch, torch, torch_param
 from lnlib.numpy import jacobian as jac
 
 # (function, shape, axis, gain shape or None, ddof)
@@ -39,23 +38,34 @@ def _torch_formula(x, gamma, axis, eps, ddof):
     return y if gamma is None else y * gamma
 
 
-@pytest.mark.parametrize("name,shape,axis,pshape,ddof", CASES, ids=IDS)
-def test_analytic_jacobian_matches_autograd_and_finite_differences(rng, name, shape, axis, pshape, ddof):
+def _analytic(rng, name, shape, axis, pshape, ddof):
+    """(x, gamma, kwargs, the analytic Jacobian) for one of CASES, drawn from ``rng``."""
     x = rng.normal(1.0, 2.0, size=shape)
     gamma = None if pshape is None else rng.normal(size=pshape)
     kwargs = _kwargs(name, axis, ddof, 1e-3)
     got = getattr(jac, f"{name}_jacobian")(x, gamma, **kwargs)
     assert got.shape == (x.size, x.size) and got.dtype == np.float64
+    return x, gamma, kwargs, got
 
+
+@needs_torch
+@pytest.mark.parametrize("name,shape,axis,pshape,ddof", CASES, ids=IDS)
+def test_analytic_jacobian_matches_autograd(rng, name, shape, axis, pshape, ddof):
+    x, gamma, _, got = _analytic(rng, name, shape, axis, pshape, ddof)
     tgamma = None if gamma is None else torch.tensor(gamma)
     auto = torch.autograd.functional.jacobian(lambda t: _torch_formula(t, tgamma, axis, 1e-3, ddof), torch.tensor(x))
     np.testing.assert_allclose(got, auto.reshape(x.size, x.size).numpy(), rtol=0, atol=1e-12)
 
+
+@pytest.mark.parametrize("name,shape,axis,pshape,ddof", CASES, ids=IDS)
+def test_analytic_jacobian_matches_finite_differences(rng, name, shape, axis, pshape, ddof):
+    x, gamma, kwargs, got = _analytic(rng, name, shape, axis, pshape, ddof)
     forward = getattr(lnp, name)
     fd = jac.finite_difference_jacobian(lambda a: forward(a, gamma, **kwargs), x, h=1e-5)
     np.testing.assert_allclose(got, fd, rtol=0, atol=1e-7)
 
 
+@needs_torch
 def test_layer_norm_jacobian_equals_torch_layer_norm_autograd(rng):
     x = rng.normal(2.0, 3.0, size=(3, 4, 5))
     w = rng.normal(size=(4, 5))
@@ -65,6 +75,7 @@ def test_layer_norm_jacobian_equals_torch_layer_norm_autograd(rng):
     np.testing.assert_allclose(got, auto.reshape(60, 60).numpy(), rtol=0, atol=1e-12)
 
 
+@needs_torch
 def test_batch_norm_jacobian_equals_torch_batch_norm_autograd(rng):
     x = rng.normal(2.0, 3.0, size=(4, 3, 2, 2))
     w = rng.normal(size=3)
@@ -230,7 +241,7 @@ BAD = [
     ("gamma wrong shape", lambda: jac.layer_norm_jacobian(np.ones((2, 3)), np.ones(4)), ValueError, ["gamma", "(4,)"]),
     ("axis out of range", lambda: jac.layer_norm_jacobian(np.ones((2, 3)), axis=2), ValueError, ["axis=2"]),
     ("eps negative", lambda: jac.layer_norm_jacobian(np.ones((2, 3)), eps=-1.0), ValueError, ["eps"]),
-    ("x a tensor", lambda: jac.layer_norm_jacobian(torch.ones(2, 3)), TypeError, ["x", "torch.Tensor"]),
+    torch_param("x a tensor", lambda: jac.layer_norm_jacobian(torch.ones(2, 3)), TypeError, ["x", "torch.Tensor"]),
     ("jacobian wrong shape", lambda: jac.coupling(np.ones((5, 5)), (2, 3), axis=0), ValueError,
      ["jacobian", "(6, 6)", "(5, 5)"]),
     ("coupling shape not a tuple", lambda: jac.coupling(np.ones((6, 6)), 6, axis=0), TypeError, ["shape", "6"]),
@@ -238,7 +249,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("what,call,error,words", BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("what,call,error,words", BAD, ids=first_values(BAD))
 def test_bad_input_is_refused_with_a_clear_message(what, call, error, words):
     with pytest.raises(error) as info:
         call()

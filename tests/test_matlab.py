@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import lnlib.numpy as lnp
+from conftest import needs_torch, torch
 from lnlib import matlab
 
 # (format, OperationDimension, expected statistics axes) for every format of the issue and every option.
@@ -68,6 +68,7 @@ def test_bad_option_and_channels():
             matlab.layout("SSCB", num_channels=bad)
 
 
+@needs_torch
 def test_matlab_style_image_layer_norm_is_group_norm_with_one_group(rng):
     x = rng.normal(1.0, 2.0, size=(5, 3, 4, 6))  # N x C x H x W, labels "BCSS"
     gamma, beta = rng.normal(size=3), rng.normal(size=3)

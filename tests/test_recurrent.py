@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import lnlib.numpy as lnp
+from conftest import HAVE_CUDA, first_values, needs_torch, torch, torch_param
 from lnlib.numpy import recurrent as rn
-from lnlib.torch import recurrent as rt
+
+if torch is not None:
+    from lnlib.torch import recurrent as rt
 
 KINDS = rn.KINDS
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu"] + (["cuda"] if HAVE_CUDA else [])
 D, H, N, T = 3, 5, 4, 6
 
 
@@ -44,6 +46,7 @@ def _cell(kind, params, device="cpu", max_steps=T, **kwargs):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", KINDS)
+@needs_torch
 def test_single_step_parity(kind, device, rng):
     params = _params(kind, rng)
     x, state = rng.normal(size=(N, D)), _state(kind, rng)
@@ -59,6 +62,7 @@ def test_single_step_parity(kind, device, rng):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", KINDS)
+@needs_torch
 def test_sequence_parity_time_major_and_batch_first(kind, device, rng):
     params = _params(kind, rng)
     xs = rng.normal(size=(T, N, D))
@@ -77,6 +81,7 @@ def test_sequence_parity_time_major_and_batch_first(kind, device, rng):
     np.testing.assert_allclose(hs_b.detach().cpu().numpy().transpose(1, 0, 2), hs, rtol=0, atol=1e-10)
 
 
+@needs_torch
 def test_parity_with_a_given_initial_state_and_the_code_quirk(rng):
     params = _params("ln_lstm", rng)
     xs, state = rng.normal(size=(T, N, D)), _state("ln_lstm", rng)
@@ -109,6 +114,7 @@ def _numeric_grad(f, array, h=1e-6):
 
 @pytest.mark.parametrize("seed", [7, 8])
 @pytest.mark.parametrize("kind", KINDS)
+@needs_torch
 def test_autograd_gradients_match_finite_differences_of_numpy(kind, seed):
     """Every parameter, the inputs and the initial state. A random initial state and inputs of standard
     deviation 3 keep every normalized term's variance far above eps, where central differences are accurate."""
@@ -247,6 +253,7 @@ def test_initialization(kind):
     assert rn.init_params(kind, D, H, 3, np.float32)["W_x"].dtype == np.float32
 
 
+@needs_torch
 def test_torch_cells_initialize_like_numpy_from_the_same_seed():
     cell = rt.make_cell("ln_gru", D, H, rng=11, dtype=torch.float64)
     reference = rn.init_params("ln_gru", D, H, 11)
@@ -266,6 +273,7 @@ def test_torch_cells_initialize_like_numpy_from_the_same_seed():
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
+@needs_torch
 def test_bn_lstm_running_statistics_and_eval_mode_match_numpy(momentum, rng):
     params = _params("bn_lstm", rng)
     batches = [rng.normal(1.0, 2.0, size=(length, N, D)) for length in (4, 6, 5)]
@@ -307,6 +315,7 @@ def test_bn_lstm_eval_mode_treats_cases_independently_but_training_mode_does_not
     assert np.abs(train_full[:, 0] - train_pair[:, 0]).max() > 1e-2
 
 
+@needs_torch
 def test_bn_lstm_training_needs_a_batch_and_a_slot(rng):
     params = _params("bn_lstm", rng)
     with pytest.raises(ValueError, match="batch_norm in training mode"):
@@ -319,6 +328,7 @@ def test_bn_lstm_training_needs_a_batch_and_a_slot(rng):
     assert tuple(hs.shape) == (5, 1, H)
 
 
+@needs_torch
 def test_bn_lstm_momentum_zero_freezes_the_statistics(rng):
     params = _params("bn_lstm", rng)
     xs = rng.normal(size=(T, N, D))
@@ -334,6 +344,7 @@ def test_bn_lstm_momentum_zero_freezes_the_statistics(rng):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@needs_torch
 def test_modules_move_between_devices_with_their_buffers(device, rng):
     cell = rt.make_cell("bn_lstm", D, H, max_steps=T, dtype=torch.float64).to(device)
     assert cell.running_var_c.device.type == device and cell.W_h.device.type == device
@@ -341,6 +352,7 @@ def test_modules_move_between_devices_with_their_buffers(device, rng):
     assert hs.device.type == device and c.device.type == device
 
 
+@needs_torch
 def test_float32_cells_stay_float32(rng):
     cell = rt.make_cell("ln_lstm", D, H)
     hs, (h, c) = rt.Recurrent(cell)(torch.tensor(rng.normal(size=(T, N, D)), dtype=torch.float32))
@@ -354,6 +366,7 @@ def test_float32_cells_stay_float32(rng):
 # bad input
 
 
+@needs_torch
 def test_unknown_kind_is_refused_naming_the_argument(rng):
     for call in (lambda: rn.init_params("lstmm", D, H, 0), lambda: rn.run_sequence("LSTM", np.zeros((2, 2, D)), {}),
                  lambda: rt.make_cell("gru2", D, H), lambda: rn.param_shapes("ln-lstm", D, H)):
@@ -383,12 +396,12 @@ BAD_STEPS = [
      ["state", "(h, c)", "length 1"]),
     ("stats for a kind without BN", lambda p, x, h, c: rn.run_sequence("lstm", x[None], p, stats=[{}]),
      ValueError, ["stats", "bn_lstm"]),
-    ("a torch tensor for numpy", lambda p, x, h, c: rn.lstm_step(torch.tensor(x), h, c, p), TypeError,
-     ["x is a torch.Tensor"]),
+    torch_param("a torch tensor for numpy", lambda p, x, h, c: rn.lstm_step(torch.tensor(x), h, c, p), TypeError,
+                ["x is a torch.Tensor"]),
 ]
 
 
-@pytest.mark.parametrize("what,call,error,words", BAD_STEPS, ids=[c[0] for c in BAD_STEPS])
+@pytest.mark.parametrize("what,call,error,words", BAD_STEPS, ids=first_values(BAD_STEPS))
 def test_bad_step_input_is_refused_with_a_clear_message(what, call, error, words, rng):
     params = rn.init_params("lstm", D, H, 0)
     x, (h, c) = rng.normal(size=(N, D)), _state("lstm", rng)
@@ -398,6 +411,7 @@ def test_bad_step_input_is_refused_with_a_clear_message(what, call, error, words
         assert word in str(info.value), f"{word!r} missing from: {info.value}"
 
 
+@needs_torch
 def test_bad_torch_input_is_refused_with_a_clear_message(rng):
     params = _tensors(rn.init_params("lstm", D, H, 0))
     x, h, c = (torch.tensor(a) for a in (rng.normal(size=(N, D)), *_state("lstm", rng)))
@@ -423,10 +437,12 @@ def test_bad_torch_input_is_refused_with_a_clear_message(rng):
         rt.make_cell("lstm", D, 4).load_params(rn.init_params("lstm", D, H, 0))
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@needs_torch
 def test_constant_over_batch_flags_rounding_not_half_precision_variation(dtype):
     """A feature that varies by a few percent is not constant in any dtype (64 units of bfloat16's rounding
     would be 50 %); one equal in every case, or within one unit of the dtype's rounding, is."""
+    dtype = getattr(torch, dtype)
     gen = torch.Generator().manual_seed(0)
     varying = (1.0 + 0.05 * torch.randn(8, 32, generator=gen, dtype=torch.float64)).to(dtype)
     assert not rt.constant_over_batch(varying).any()
@@ -438,6 +454,7 @@ def test_constant_over_batch_flags_rounding_not_half_precision_variation(dtype):
         assert np.array_equal(rn.constant_over_batch(constant.numpy()), rt.constant_over_batch(constant).numpy())
 
 
+@needs_torch
 def test_recurrent_steps_refuse_mixed_dtypes_and_negative_seeds_by_name():
     p = rn.init_params("lstm", 3, 4, 0)  # float64
     x, h, c = (np.zeros((2, n), np.float32) for n in (3, 4, 4))
