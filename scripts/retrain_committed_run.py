@@ -2,12 +2,20 @@
 
     .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json [--replace]
 
+    .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json --precision-above 1000
+
 The runs are deterministic (one thread, deterministic algorithms, batches a function of the step), so the
 new log must equal the committed one in every field that does not record time or code version. The
 command prints each field that differs. With ``--replace`` and no difference, the committed log is
 replaced by the new one: the same run, with the fields that later code logs too (such as
 ``grad_norm_max``, the largest single-step gradient norm of each evaluation window). A log that differs is
 never replaced.
+
+With ``--precision-above NORM`` the run is instead replayed up to its last evaluation window with a
+single-step gradient norm above ``NORM`` (its log's ``grad_norm_max``), and at every step above ``NORM`` the
+gradient is computed in float32 and in float64 from the same weights
+(:func:`lnlib.experiments.rnn.replay_gradient_precision`); the answer, with the window means that show the
+replay is the same run, is written next to the log as ``<key>.precision.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -40,12 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("log", type=Path, help="a committed log, data/runs/<run folder>/<key>.json")
     parser.add_argument("--replace", action="store_true", help="replace the committed log if the new one agrees")
+    parser.add_argument("--precision-above", type=float, metavar="NORM",
+                        help="replay instead, comparing float32 with float64 gradients at steps with norms above NORM")
     args = parser.parse_args(argv)
     committed = json.loads(args.log.read_text(encoding="utf-8"))
     spec = committed["spec"]
     if rnn.run_key(spec) != args.log.stem:
         parser.error(f"{args.log}: its spec hashes to {rnn.run_key(spec)}, not to its file name")
     data = mnist.load() if spec["task"] == "seqmnist" else None
+    if args.precision_above is not None:
+        return replay(args.log, committed, data, args.precision_above)
     with tempfile.TemporaryDirectory() as folder, training.run_environment("cpu", threads=rnn.THREADS) as device:
         new = training.train_once(Path(folder), rnn.run_key(spec), spec,
                                   lambda checkpoint: rnn._train(spec, data, checkpoint, device, True))
@@ -59,6 +72,31 @@ def main(argv: list[str] | None = None) -> int:
         results.write_json_atomic(args.log, new)
         print(f"replaced {args.log}")
     return 1 if changed else 0
+
+
+def replay(path: Path, committed: dict, data: mnist.MNIST | None, above: float) -> int:
+    spec = committed["spec"]
+    windows = [step for step, largest in zip(committed["step"], committed.get("grad_norm_max") or [])
+               if largest is not None and largest > above]
+    if not windows:
+        print(f"{path.name}: no logged single-step gradient norm above {above:g} (grad_norm_max); nothing to replay")
+        return 0
+    began = time.perf_counter()
+    with training.run_environment("cpu", threads=rnn.THREADS) as device:
+        found = rnn.replay_gradient_precision(spec, data, until=windows[-1], above=above, device=device)
+    logged = committed["grad_norm"][:len(found["window_mean_grad_norm"])]
+    same = found["window_mean_grad_norm"] == logged
+    commit, modified = results.code_version()
+    out = {"log": path.name, "spec": spec, "same_run": same, **found,
+           "provenance": {"git_commit": commit, "code_modified": modified, "torch": torch.__version__,
+                          "device": results.describe_device(str(device)),
+                          "wall_time_s": time.perf_counter() - began}}
+    target = path.with_name(path.stem + ".precision.json")
+    results.write_json_atomic(target, out)
+    worst = max((s["relative_difference"] for s in found["steps"]), default=0.0)
+    print(f"{path.name}: replay {'is' if same else 'is NOT'} the logged run; {len(found['steps'])} steps above "
+          f"{above:g}, largest float32/float64 relative difference {worst:.1e}; written to {target}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -507,3 +507,14 @@ def test_h11_proxy_compares_final_test_metrics(smoke):
     for log in _logs(record, "adding", "ln_rnn"):
         log["test_mse"][0] = 0.3
     assert claims.h11_generalization_proxy(record).status == "partly reproduced"
+
+
+def test_a_replay_is_the_logged_run_and_compares_float32_with_float64_gradients(tmp_path):
+    spec = rnn.make_spec("adding", "bn_lstm", 0, TINY["adding"])
+    log = rnn.train_run(spec, None, tmp_path, progress=False)
+    replay = rnn.replay_gradient_precision(spec, None, until=4, above=0.0, progress=False)
+    assert replay["window_mean_grad_norm"] == log["grad_norm"][:2]  # the same run, bit for bit
+    assert [s["step"] for s in replay["steps"]] == [1, 2, 3, 4]  # every step is above a threshold of 0
+    assert all(s["relative_difference"] < 1e-3 and abs(s["float32"] / s["float64"] - 1) < 1e-3 for s in replay["steps"])
+    assert max(log["grad_norm_max"]) >= max(log["grad_norm"]) > 0  # the largest step is at least the mean
+    assert rnn.replay_gradient_precision(spec, None, until=4, above=1e9, progress=False)["steps"] == []

@@ -317,6 +317,44 @@ def first_gradient_precision(task: str, variants: list[str], seed: int, task_par
     return out
 
 
+def replay_gradient_precision(spec: dict[str, Any], data: mnist.MNIST | None, *, until: int, above: float,
+                              device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
+    """Train run ``spec`` again from scratch for ``until`` steps, exactly as :func:`_train` does, and at every
+    step whose gradient norm (float32, before clipping) exceeds ``above``, compute the gradient of the same
+    mini-batch in float64 from a copy of the same weights: both norms and :math:`|g_{32}-g_{64}|/|g_{64}|`.
+    Float64 stands in for exact arithmetic, so a small relative difference means a large norm is the true
+    derivative, not rounding. Also returns the mean gradient norm of every evaluation window, to check
+    against the run's log that the replay is the same run."""
+    if spec.get("evals_per_octave") is not None:
+        raise ValueError("replay_gradient_precision replays runs evaluated every eval_every steps")
+    task = _Task(spec, data, device)
+    model = SequenceModel(spec["variant"], task.input_size, spec["hidden"], task.outputs,
+                          max_steps=task.max_steps, init_seed=task.seed).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    every, window_sum, window_means, large = spec["eval_every"], 0.0, [], []
+    for step in tqdm(range(until), desc=f"replay {run_key(spec)}", disable=not progress, leave=False,
+                     mininterval=2.0):
+        model.train()
+        xs, ys = task.batch(step)
+        loss = task.loss_fn(model(xs), ys)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        g32 = torch.cat([p.grad.flatten() for p in model.parameters()]).double()
+        if float(g32.norm()) > above:
+            exact = copy.deepcopy(model).double()
+            exact.zero_grad(set_to_none=True)
+            task.loss_fn(exact(xs.double()), ys if spec["task"] == "seqmnist" else ys.double()).backward()
+            g64 = torch.cat([p.grad.flatten() for p in exact.parameters()])
+            large.append({"step": step + 1, "float32": float(g32.norm()), "float64": float(g64.norm()),
+                          "relative_difference": float((g32 - g64).norm() / g64.norm())})
+        window_sum += float(nn.utils.clip_grad_norm_(model.parameters(), spec["clip"]))
+        optimizer.step()
+        if (step + 1) % every == 0:
+            window_means.append(window_sum / every)
+            window_sum = 0.0
+    return {"until": until, "above": above, "steps": large, "window_mean_grad_norm": window_means}
+
+
 @torch.no_grad()
 def forward_norms(model: SequenceModel, xs: torch.Tensor) -> dict[str, list[float]]:
     """Mean per-case norms of ``h_t`` (and ``c_t`` for the LSTMs) at every step, in the model's current mode,
