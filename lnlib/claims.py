@@ -699,7 +699,14 @@ def grid_speedup(lstm: Log, ln: Log, threshold: float) -> Speedup | None:
     if first is None and second is None:
         return None
     past_budget = int(lstm["spec"]["steps"]) * 2.0 ** (1.0 / int(lstm["spec"]["evals_per_octave"]))
-    kind = "at least" if first is None else "at most" if second is None else "exact"
+    earliest = int(lstm["spec"]["eval_every"])  # a run below the threshold at the first evaluation got there at
+    kind = "exact"                              # some step up to it: its count is an upper bound
+    if first is None or second == earliest:
+        kind = "at least"
+    if second is None or first == earliest:
+        kind = "at most" if kind == "exact" else "unknown"
+    if kind == "unknown":
+        return None
     return math.log2((first or past_budget) / (second or past_budget)), kind
 
 
@@ -715,12 +722,16 @@ def grid_speedups(record: Record, threshold: float) -> dict[tuple[int, int], dic
             for cell, by in sorted(cells.items())}
 
 
-def _larger_speedup(larger: Speedup | None, smaller: Speedup | None) -> Effect:
-    """``larger - smaller`` in octaves, the claimed-positive effect; a bound is used only where it makes the
-    effect a lower bound (the claimed-larger speed-up "at least", the other "at most"), else ``None``."""
+def _larger_speedup(larger: Speedup | None, smaller: Speedup | None, resolution: float) -> Effect:
+    """``larger - smaller`` in octaves, the claimed-positive effect. A bound is used only where it makes the
+    effect a lower bound (the claimed-larger speed-up "at least", the other "at most"), and only if that
+    lower bound is at least the resolution: a lower bound below it says nothing either way. Else ``None``."""
     if larger is None or smaller is None or larger[1] == "at most" or smaller[1] == "at least":
         return None
-    return larger[0] - smaller[0]
+    effect = larger[0] - smaller[0]
+    if "exact" != larger[1] or "exact" != smaller[1]:
+        return effect if effect >= _at_least(resolution) else None
+    return effect
 
 
 def h10_long_sequences_small_batches(record: Record, threshold: float | None = None) -> Verdict:
@@ -741,7 +752,8 @@ def h10_long_sequences_small_batches(record: Record, threshold: float | None = N
 
     def part(name: str, larger: tuple[int, int], smaller: tuple[int, int]) -> Part:
         big, small = speedups.get(larger, {}), speedups.get(smaller, {})
-        return compare(name, [_larger_speedup(big.get(s), small.get(s)) for s in seeds], resolution, "octaves")
+        return compare(name, [_larger_speedup(big.get(s), small.get(s), resolution) for s in seeds], resolution,
+                       "octaves")
 
     parts = [part(f"B={b}: T={lengths[-1]} minus T={lengths[0]}", (lengths[-1], b), (lengths[0], b)) for b in batches]
     parts += [part(f"T={t}: B={batches[0]} minus B={batches[-1]}", (t, batches[0]), (t, batches[-1])) for t in lengths]

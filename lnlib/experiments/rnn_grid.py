@@ -45,8 +45,8 @@ VARIANTS = ("lstm", "ln_lstm")
 
 def _grid(lengths: tuple[int, ...], batch_sizes: tuple[int, ...], seeds: int, hidden: int, steps: int,
           first_eval: int, valid: int, thresholds: tuple[float, ...], judged: float,
-          lr: float = 1e-3) -> dict[str, Any]:
-    return {"seeds": seeds, "lengths": list(lengths), "batch_sizes": list(batch_sizes), "hidden": hidden,
+          lr: float = 1e-3, longer_budgets: tuple[tuple[int, int, int], ...] = ()) -> dict[str, Any]:
+    return {"longer_budgets": [list(c) for c in longer_budgets], "seeds": seeds, "lengths": list(lengths), "batch_sizes": list(batch_sizes), "hidden": hidden,
             "steps": steps, "first_eval": first_eval, "evals_per_octave": 8, "valid_cases": valid,
             "lr": lr, "clip": 1.0, "thresholds": list(thresholds), "judged_threshold": judged,
             "stop_below": min(thresholds)}
@@ -57,18 +57,22 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": _grid((4, 8, 16), (2, 4, 8), 1, 8, 60, 4, 32, (0.15, 0.1), 0.15, lr=1e-2),
     # 4 lengths spanning 8x, batch sizes 4 to 64; the budget lets the LSTM reach the judged threshold in
     # every cell but the hardest (T=80, B=4), where the speed-up is then a lower bound
-    "cpu": _grid((10, 20, 40, 80), (4, 16, 64), 5, 64, 12_000, 10, 500, (0.1, 0.05, 0.02), 0.05),
+    # the LSTM at T=80, B=4 did not reach 0.05 within 12,000 steps in 3 of 5 seeds: that cell gets 48,000
+    "cpu": _grid((10, 20, 40, 80), (4, 16, 64), 5, 64, 12_000, 10, 500, (0.1, 0.05, 0.02), 0.05,
+                 longer_budgets=((80, 4, 48_000),)),
     "paper": _grid((25, 50, 100, 200, 500), (4, 8, 16, 64), 5, 128, 40_000, 10, 1000, (0.1, 0.05, 0.02), 0.05),
 }
 
 
 def make_spec(variant: str, length: int, batch_size: int, seed: int, params: dict[str, Any]) -> dict[str, Any]:
     """One run of the grid: an adding-task run of :mod:`.rnn` with a geometric evaluation grid, only the
-    learning curve measured, and training stopped once the validation error is below ``stop_below``."""
+    learning curve measured, and training stopped once the validation error is below ``stop_below``. The step
+    budget is ``steps``, or the one ``longer_budgets`` lists for the cell ``(length, batch_size, steps)``."""
     for name, value in (("length", length), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "length" else 1):
             raise ValueError(f"{name} must be an int >= {2 if name == 'length' else 1}, got {value!r}")
-    task_params = rnn._adding([variant], length, params["hidden"], params["steps"], params["first_eval"],
+    steps = {(t, b): n for t, b, n in params.get("longer_budgets", [])}.get((length, batch_size), params["steps"])
+    task_params = rnn._adding([variant], length, params["hidden"], steps, params["first_eval"],
                               params["valid_cases"], 1, 1, batch_size=batch_size)
     task_params.update({"lr": params["lr"], "clip": params["clip"], "evals_per_octave": params["evals_per_octave"],
                         "stop_below": params["stop_below"], "curve_only": True})
