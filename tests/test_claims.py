@@ -350,3 +350,19 @@ def test_h10_a_lower_bound_below_the_resolution_gives_no_comparison():
     # an LN-LSTM already below the threshold at the first evaluation: its count is an upper bound
     first = _grid_record(lambda v, t, b, s: 10 if v == "ln_lstm" else 80)
     assert claims.grid_speedups(first, 0.05)[(10, 4)][0][1] == "at least"
+
+
+def test_first_reaching_can_ask_for_consecutive_evaluations():
+    steps, values = [10, 20, 30, 40, 50], [0.2, 0.04, 0.09, 0.04, 0.03]
+    assert claims.first_reaching(steps, values, 0.05) == 20  # the first dip
+    assert claims.first_reaching(steps, values, 0.05, consecutive=2) == 40  # the first dip that lasts
+    assert claims.first_reaching(steps[:4], values[:4], 0.05, consecutive=2) is None
+    assert claims.first_reaching(steps[:4], values[:4], 0.05, consecutive=2, holds_after_end=True) == 40
+
+
+def test_a_race_won_at_the_first_evaluation_is_a_lower_bound():
+    assert claims.race_effect(10, 10, 110, earliest=10, resolution=20) is None  # both there at once: unknown
+    assert claims.race_effect(10, 50, 110, earliest=10, resolution=20) == 40.0  # a lower bound above r counts
+    assert claims.race_effect(20, 20, 110, earliest=10, resolution=20) == 0.0  # a measured tie is a tie
+    assert claims.race_effect(100, None, 110, resolution=20) is None  # censored rival, bound below r
+    assert claims.race_effect(None, 60, 110, resolution=20) == -50.0  # LN never: an upper bound, against
