@@ -177,15 +177,18 @@ def status_of(checks: Sequence[bool]) -> str:
 def verdict_from_parts(parts: Sequence[Part], seeds: int, summary: str, details_head: str = "",
                        planned: int | None = None) -> Verdict:
     """The claim's verdict from its parts: status by :func:`combine`, a short line that starts with the
-    number of seeds and the count of parts reproduced (and, if fewer comparisons could be judged than
-    ``planned``, how many), and every part in ``details``."""
+    number of seeds and the count of parts reproduced, partly and not (and how many of those not reproduced
+    have a median effect the other way, beyond the resolution; and, if fewer comparisons could be judged
+    than ``planned``, how many), and every part in ``details``."""
     status = combine([p.status for p in parts])
     judged = [p for p in parts if p.status in JUDGED]
     planned = len(parts) if planned is None else planned
     of = f"of {len(judged)} comparisons" + (f" ({planned} planned)" if planned != len(judged) else "")
+    against = sum(p.status == "not reproduced" and p.median <= -_at_least(p.resolution) for p in judged)
     counts = (f"{seeds} seed{'s' if seeds != 1 else ''}; {sum(p.status == 'reproduced' for p in judged)} "
               f"reproduced, {sum(p.status == 'partly reproduced' for p in judged)} partly, "
-              f"{sum(p.status == 'not reproduced' for p in judged)} not, {of}")
+              f"{sum(p.status == 'not reproduced' for p in judged)} not"
+              f"{f' ({against} the other way)' if against else ''}, {of}")
     evidence = f"{counts}; {summary}" if summary else counts
     if len(evidence) > EVIDENCE_LIMIT:
         evidence = counts
@@ -793,8 +796,10 @@ def h10_long_sequences_small_batches(record: Record, threshold: float | None = N
         values = [v for v in speedups.get(cell, {}).values() if v is not None]
         if not values:
             return "none"
-        bound = "" if all(k == "exact" for _, k in values) else " (with bounds)"
-        return f"x{2 ** float(np.median([v for v, _ in values])):.3g}{bound}"
+        bounds = [k for _, k in values if k != "exact"]
+        sign = "" if not bounds else ">=" if all(k == "at least" for k in bounds) else "~"
+        detail = f" ({len(bounds)} of {len(values)} bounds)" if bounds else ""
+        return f"{sign}x{2 ** float(np.median([v for v, _ in values])):.3g}{detail}"
 
     if not any(p.status in JUDGED for p in parts):
         return Verdict("not tested at this profile", f"no cell pair of the grid where both runs reached validation "
