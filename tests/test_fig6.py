@@ -84,6 +84,13 @@ def test_committed_logs_are_read_not_retrained(tmp_path, monkeypatch):
     (folder / "a.json").write_text(json.dumps({"spec": spec}))
     new = training.commit_finished_logs(folder)
     assert [p.name for p in new] == ["a.json"] and training.commit_finished_logs(folder) == []
+    unfinished = dict(spec, seed=1)
+    (folder / f"{fig6.run_key(unfinished)}.json").write_text(json.dumps({"spec": unfinished, "epoch_seconds": [7200]}))
+    seconds = lambda log: sum(log.get("epoch_seconds", [3600]))  # noqa: E731
+    local = training.progress(folder, [spec, unfinished], fig6.run_key, seconds)
+    committed = training.progress(folder, [spec, unfinished], fig6.run_key, seconds, committed_only=True)
+    assert (local["planned"], local["finished"], local["core_hours"]) == (2, 2, 3.0)
+    assert (committed["finished"], committed["core_hours"]) == (1, 1.0)  # the local run folder is not counted
 
 
 def test_small_batches_use_the_unbiased_variance():

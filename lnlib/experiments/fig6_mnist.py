@@ -382,6 +382,17 @@ def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str,
     return stages
 
 
+def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
+    """How far a profile's training got (:func:`training.progress`): runs planned (the sweep, and the main
+    stage once the sweep has decided it: ``"stages"`` says how many are planned so far) and finished, and
+    the single-core hours of the finished ones (from their logs)."""
+    folder = training.run_folder(NAME, profile, seed)
+    stages = plan(params, seed, folder)
+    done = training.progress(folder, [s for stage in stages for s in stage], run_key,
+                             lambda log: sum(log["epoch_seconds"]), committed_only=committed_only)
+    return dict(done, stages=len(stages))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Timing: the batch-size-4 epoch, before and after the speed work
 

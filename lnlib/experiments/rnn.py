@@ -490,38 +490,11 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
                                lambda checkpoint: _train(spec, data, checkpoint, device, progress))
 
 
-def progress_of(params: dict[str, Any], profile: str, seed: int) -> dict[str, Any]:
-    """How far a profile's training got: runs planned, runs finished (committed or in the run folder), and
-    the single-core hours of the finished ones (training plus evaluation, from their logs)."""
-    folder = training.run_folder(NAME, profile, seed)
-    done = []
-    for spec in specs(params, seed):
-        log = training.committed_log(folder, run_key(spec), spec) or training.finished_log(folder, run_key(spec), spec)
-        if log is not None:
-            done.append(log)
-    return {"planned": len(specs(params, seed)), "finished": len(done),
-            "core_hours": sum(sum(log["timing"].values()) for log in done) / 3600.0,
-            "finished_runs": sorted(f"{log['spec']['task']}-{log['spec']['variant']}-s{log['spec']['seed']}"
-                                    for log in done)}
-
-
-def evaluation_steps(spec: dict[str, Any]) -> list[int]:
-    """The steps after which a run is evaluated (and checkpointed): every ``eval_every`` steps and at the last
-    step; or, when the spec has ``evals_per_octave`` ``n``, on a geometric grid that starts at ``eval_every``
-    and has ``n`` points per doubling of the step count (rounded to whole steps), plus the last step. On the
-    geometric grid a step count is known to a fixed *factor*, :math:`2^{1/n}`, at every scale: what a ratio
-    of two step counts (a speed-up) needs."""
-    budget, first = int(spec["steps"]), int(spec["eval_every"])
-    if "evals_per_octave" not in spec:
-        return sorted(set(range(first, budget + 1, first)) | {budget})
-    per_octave = spec["evals_per_octave"]
-    if isinstance(per_octave, bool) or not isinstance(per_octave, int) or per_octave < 1:
-        raise ValueError(f"spec['evals_per_octave'] must be a positive int, got {per_octave!r}")
-    steps, k = {budget}, 0
-    while (at := round(first * 2.0 ** (k / per_octave))) < budget:
-        steps.add(at)
-        k += 1
-    return sorted(steps)
+def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
+    """How far a profile's training got (:func:`training.progress`): runs planned and finished, and the
+    single-core hours of the finished ones (training plus evaluation, from their logs)."""
+    return training.progress(training.run_folder(NAME, profile, seed), specs(params, seed), run_key,
+                             lambda log: sum(log["timing"].values()), committed_only=committed_only)
 
 
 def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, device: torch.device,

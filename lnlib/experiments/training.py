@@ -208,6 +208,21 @@ def commit_finished_logs(folder: Path) -> list[Path]:
     return new
 
 
+def progress(folder: Path, specs: list[dict[str, Any]], key: Callable[[dict[str, Any]], str],
+             seconds: Callable[[dict[str, Any]], float], *, committed_only: bool = False) -> dict[str, Any]:
+    """How far a profile's training got: runs planned, runs finished, and the single-core hours of the
+    finished ones (``seconds(log)`` each). Finished means committed under :data:`COMMITTED_RUNS`, or, unless
+    ``committed_only`` (what a chapter prints must not depend on the local run folder), finished there."""
+    done = []
+    for spec in specs:
+        log = committed_log(folder, key(spec), spec)
+        if log is None and not committed_only:
+            log = finished_log(folder, key(spec), spec)
+        if log is not None:
+            done.append(log)
+    return {"planned": len(specs), "finished": len(done), "core_hours": sum(seconds(log) for log in done) / 3600.0}
+
+
 def _owner_is_gone(lock: Path) -> bool:
     """Whether the process named in ``lock`` (``pid@host``) has ended (only knowable on this host)."""
     try:
