@@ -70,6 +70,15 @@ def test_workers_train_the_cheap_wide_runs_first():
     assert first_seed[-1] == "batchnorm_hidden" and len(first_seed) == 4  # the paper's three, then the control
 
 
+def test_the_small_batch_learning_rate_control_adds_the_other_rates_only():
+    params = fig6.PROFILES["cpu"]
+    specs = fig6.small_batch_lr_specs(params, 0, {"activation": "relu", "lr": 1e-3})
+    assert {(s["variant"], s["lr"]) for s in specs} == {(v, lr) for v in fig6.VARIANTS for lr in (1e-4, 3e-4)}
+    assert {(s["batch_size"], s["epochs"], s["seed"], s["kind"]) for s in specs} == {(4, 15, 0, "lr_small")}
+    stages = fig6.plan(params, 0, training.run_folder("fig6_mnist", "cpu", 0))  # the committed sweep decides
+    assert len(stages) == 2 and sum(s["kind"] == "lr_small" for s in stages[1]) == 6
+
+
 def test_committed_logs_are_read_not_retrained(tmp_path, monkeypatch):
     spec = fig6._spec("main", "layernorm", 4, "relu", 1e-3, 1, 0, fig6.PROFILES["smoke"])
     folder = tmp_path / "fig6_mnist-x-seed0"

@@ -56,14 +56,16 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"hidden": 64, "train_cases": 2000, "eval_cases": 1000, "sweep_lrs": [1e-3],
               "sweep_activations": ["relu"], "sweep_epochs": 1, "main_batch_sizes": {"128": 2, "4": 1},
+              "small_batch_lrs": [3e-4],
               "seeds": 1, "sweep_batch_sizes": [1, 4, 128], "batch_sweep_epochs": 1, "timing_steps": 20},
     "cpu": {"hidden": 1000, "train_cases": 55_000, "eval_cases": 10_000, "sweep_lrs": [3e-4, 1e-3, 3e-3],
             "sweep_activations": ["relu", "tanh"], "sweep_epochs": 3, "main_batch_sizes": {"128": 60, "4": 15},
+            "small_batch_lrs": [1e-4, 3e-4, 1e-3],
             "seeds": 3, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256], "batch_sweep_epochs": 2,
             "timing_steps": 300},
     "paper": {"hidden": 1000, "train_cases": 55_000, "eval_cases": 10_000, "sweep_lrs": [3e-4, 1e-3, 3e-3],
               "sweep_activations": ["relu", "tanh"], "sweep_epochs": 3, "main_batch_sizes": {"128": 60, "4": 60},
-              "seeds": 3, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256], "batch_sweep_epochs": 10,
+              "small_batch_lrs": [1e-4, 3e-4, 1e-3], "seeds": 3, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256], "batch_sweep_epochs": 10,
               "timing_steps": 1000},
 }
 UNBIASED_BELOW = 16  # batch sizes below this normalize batch norm with the unbiased variance (paper: bs 4)
@@ -357,6 +359,17 @@ def main_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> lis
     return specs
 
 
+def small_batch_lr_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
+    """Control (issue 14): the learning rate was chosen at batch size 128 and reused at the small batch size.
+    Here every paper variant is also trained at the smallest main batch size, for as many epochs as the main
+    runs, at each rate of ``small_batch_lrs`` other than the chosen one (first seed only), so that each can
+    be shown at its own best rate for that batch size."""
+    bs = min(int(b) for b in params["main_batch_sizes"])
+    epochs = params["main_batch_sizes"][str(bs)]
+    return [_spec("lr_small", v, bs, chosen["activation"], lr, epochs, seed, params)
+            for v in VARIANTS for lr in params.get("small_batch_lrs", []) if lr != chosen["lr"]]
+
+
 def batch_sweep_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
     return [_spec("bsweep", v, bs, chosen["activation"], chosen["lr"], params["batch_sweep_epochs"], seed, params)
             for v in ("batchnorm", "layernorm") for bs in params["sweep_batch_sizes"]
@@ -378,7 +391,8 @@ def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str,
             for s in sweep]
     if all(log is not None for log in logs):
         chosen = choose(logs, params)  # type: ignore[arg-type]  # none is None here
-        stages.append(main_specs(params, seed, chosen) + batch_sweep_specs(params, seed, chosen))
+        stages.append(main_specs(params, seed, chosen) + batch_sweep_specs(params, seed, chosen)
+                      + small_batch_lr_specs(params, seed, chosen))
     return stages
 
 
@@ -490,8 +504,8 @@ def assign(specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any
 def in_priority_order(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A worker's share in the order that gives judged comparisons soonest when a profile is trained over
     several sittings: the batch-size sweep, then the main runs by batch size (largest first, the cheap
-    epochs), seed by seed, the paper's variants before the controls."""
-    kinds = {"sweep": 0, "bsweep": 1, "main": 2}
+    epochs), seed by seed, the paper's variants before the controls, then the small-batch learning rates."""
+    kinds = {"sweep": 0, "bsweep": 1, "main": 2, "lr_small": 3}
     return sorted(specs, key=lambda s: (kinds[s["kind"]], -s["batch_size"] if s["kind"] == "main" else 0,
                                         s["seed"], s["variant"] in CONTROLS, run_key(s)))
 
