@@ -741,17 +741,17 @@ def grid_speedup(lstm: Log, ln: Log, threshold: float, consecutive: int = 1) -> 
     return math.log2((first or past_budget) / (second or past_budget)), kind
 
 
-def grid_speedups(record: Record, threshold: float,
-                  consecutive: int = 1) -> dict[tuple[int, int], dict[int, Speedup | None]]:
-    """Every cell ``(length, batch size)`` of the H10 grid -> seed -> :func:`grid_speedup` (the cells and seeds
-    where both the LSTM and the LN-LSTM were trained)."""
+def grid_speedups(record: Record, threshold: float, consecutive: int = 1,
+                  baseline: str = "lstm") -> dict[tuple[int, int], dict[int, Speedup | None]]:
+    """Every cell ``(length, batch size)`` of the H10 grid -> seed -> :func:`grid_speedup` of the LN-LSTM over
+    ``baseline`` (the cells and seeds where both were trained)."""
     cells: dict[tuple[int, int], dict[str, list[Log]]] = {}
     for log in record["data"]["runs"].values():
         spec = log["spec"]
         cells.setdefault((int(spec["length"]), int(spec["batch_size"])), {}).setdefault(spec["variant"], []).append(log)
     return {cell: {int(a["spec"]["seed"]): grid_speedup(a, b, threshold, consecutive)
-                   for a, b in paired(by.get("lstm", []), by.get("ln_lstm", []))}
-            for cell, by in sorted(cells.items())}
+                   for a, b in paired(by.get(baseline, []), by.get("ln_lstm", []))}
+            for cell, by in sorted(cells.items()) if by.get(baseline) and by.get("ln_lstm")}
 
 
 def _larger_speedup(larger: Speedup | None, smaller: Speedup | None, resolution: float) -> Effect:
@@ -766,17 +766,18 @@ def _larger_speedup(larger: Speedup | None, smaller: Speedup | None, resolution:
     return effect
 
 
-def h10_long_sequences_small_batches(record: Record, threshold: float | None = None,
-                                     consecutive: int = 1) -> Verdict:
+def h10_long_sequences_small_batches(record: Record, threshold: float | None = None, consecutive: int = 1,
+                                     baseline: str = "lstm") -> Verdict:
     """H10, the benefit of LN is largest for long sequences and small mini-batches: on the grid of the
     ``rnn_grid`` experiment, per seed, the LN-LSTM's speed-up over the LSTM (:func:`grid_speedup`, at the
     profile's judged threshold unless ``threshold`` is given) at the longest length minus that at the shortest
     (one part per batch size), and at the smallest batch minus that at the largest (one part per length).
     Resolution: two points of the geometric evaluation grid, ``2 / evals_per_octave`` octaves.
-    ``consecutive``: a threshold counts as reached at the first of that many evaluations below it."""
+    ``consecutive``: a threshold counts as reached at the first of that many evaluations below it.
+    ``baseline``: the un-normalized cell (``"lstm_fb1"``: the control with a forget-gate bias of 1)."""
     params = record["params"]
     threshold = float(params["judged_threshold"] if threshold is None else threshold)
-    speedups = grid_speedups(record, threshold, consecutive)
+    speedups = grid_speedups(record, threshold, consecutive, baseline)
     if not speedups:
         return Verdict("not tested at this profile", "the result has no LSTM and LN-LSTM runs on the grid")
     lengths = sorted({t for t, _ in speedups})
@@ -806,7 +807,8 @@ def h10_long_sequences_small_batches(record: Record, threshold: float | None = N
                        f"MSE <= {threshold:g} in a seed")
     summary = (f"median speed-up {corner((lengths[-1], batches[0]))} at T={lengths[-1]},B={batches[0]}, "
                f"{corner((lengths[0], batches[-1]))} at T={lengths[0]},B={batches[-1]}")
-    head = f"LSTM steps / LN-LSTM steps to validation MSE <= {threshold:g}, in octaves (log2); resolution {resolution:g}"
+    head = (f"{baseline} steps / LN-LSTM steps to validation MSE <= {threshold:g}, in octaves (log2); "
+            f"resolution {resolution:g}")
     return verdict_from_parts(parts, len(seeds), summary, head)
 
 

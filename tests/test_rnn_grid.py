@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from lnlib import claims, experiments, results
 from lnlib.experiments import rnn, rnn_grid
@@ -58,7 +59,10 @@ def test_a_run_stops_at_the_first_evaluation_below_stop_below(tmp_path):
 def test_every_cell_and_seed_is_planned_once_with_paired_variants():
     params = rnn_grid.PROFILES["cpu"]
     specs = rnn_grid.specs(params, 0)
-    assert len(specs) == len(params["lengths"]) * len(params["batch_sizes"]) * params["seeds"] * 2
+    controls = [s for s in specs if s["variant"] == rnn_grid.CONTROL]
+    assert len(specs) - len(controls) == len(params["lengths"]) * len(params["batch_sizes"]) * params["seeds"] * 2
+    assert len(controls) == len(params["control_lengths"]) * len(params["control_batch_sizes"]) * params["seeds"]
+    specs = [s for s in specs if s["variant"] != rnn_grid.CONTROL]
     assert len({rnn.run_key(s) for s in specs}) == len(specs)
     assert max(params["lengths"]) >= 4 * min(params["lengths"]) and params["seeds"] >= 3
     assert min(params["batch_sizes"]) <= 4 and max(params["batch_sizes"]) >= 64
@@ -78,7 +82,19 @@ def test_smoke_record_is_valid_and_judged(tmp_path, monkeypatch):
     monkeypatch.setenv("LNLIB_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     record = experiments.run(rnn_grid, profile="smoke", seed=0, device="cpu", progress=False)
     loaded = results.load(results.result_path("rnn_grid", "smoke", 0))
-    assert len(loaded["data"]["runs"]) == 18
+    assert len(loaded["data"]["runs"]) == 18 + 4  # and the forget-bias control in the four corners
     speedups = claims.grid_speedups(loaded, 0.15)
     assert set(speedups) == {(t, b) for t in (4, 8, 16) for b in (2, 4, 8)}
     assert claims.h10_long_sequences_small_batches(record).status in claims.STATUSES
+    control = claims.grid_speedups(loaded, 0.15, baseline=rnn_grid.CONTROL)
+    assert set(control) <= {(4, 2), (4, 8), (16, 2), (16, 8)}
+    assert claims.h10_long_sequences_small_batches(record, baseline=rnn_grid.CONTROL).status in claims.STATUSES
+
+
+def test_the_forget_bias_control_changes_only_the_forget_gate_bias():
+    control = rnn.SequenceModel(rnn_grid.CONTROL, 2, 8, 1, max_steps=5, init_seed=3)
+    plain = rnn.SequenceModel("lstm", 2, 8, 1, max_steps=5, init_seed=3)
+    bias, plain_bias = control.cell.params()["b"].detach(), plain.cell.params()["b"].detach()
+    assert (bias[:8] == 1).all() and (bias[8:] == plain_bias[8:]).all()  # gates (f, i, o, g): f first
+    assert all(torch.equal(a, b) for (n, a), (_, b) in zip(control.named_parameters(), plain.named_parameters())
+               if n != "cell.b")

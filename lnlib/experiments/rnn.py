@@ -92,10 +92,14 @@ VARIANTS: dict[str, tuple[str, float | None]] = {
     "ln_lstm_codebias": ("ln_lstm", 1.0),
     "gru": ("gru", None),
     "ln_gru": ("ln_gru", 1.0),
+    "lstm_fb1": ("lstm", None),
 }
 #: cell options of a variant beyond kind and gain: the authors' code adds the LSTM bias inside the input LN
 #: and again after the LNs (``LN(x W_x + b) + LN(h W_h) + b``; chapter 10), an ablation of eq. 20
 VARIANT_OPTIONS: dict[str, dict[str, Any]] = {"ln_lstm_codebias": {"bias_in_input_ln": True}}
+#: forget-gate bias at initialization (the usual remedy for an LSTM's long plateau, Gers et al. 2000;
+#: Jozefowicz et al. 2015): a control of H10's baseline (chapter 11b); the authors' code has none
+FORGET_BIAS: dict[str, float] = {"lstm_fb1": 1.0}
 #: the trivial squared error on the adding problem: predicting the mean 1 of u1 + u2, Var = 2/12
 ADDING_TRIVIAL_MSE = 1.0 / 6.0
 #: thresholds for steps-to-threshold (H8): validation error (seqmnist), validation squared error (adding)
@@ -107,7 +111,7 @@ SOURCE_SHA256 = hashlib.sha256(b"".join(
     (Path(__file__).parent.parent / name).read_bytes()
     for name in ("experiments/rnn.py", "torch/recurrent.py", "numpy/recurrent.py"))).hexdigest()
 
-_ALL = list(VARIANTS)
+_ALL = [v for v in VARIANTS if v not in FORGET_BIAS]  # the control of chapter 11b is trained there only
 _THREE = ["lstm", "ln_lstm", "bn_lstm"]
 _FIVE = _THREE + ["rnn", "ln_rnn"]
 
@@ -226,6 +230,10 @@ class SequenceModel(nn.Module):
         kwargs.update(VARIANT_OPTIONS.get(variant, {}))
         self.variant = variant
         self.cell = rt.make_cell(kind, input_size, hidden, gain=gain, rng=init_seed, **kwargs)
+        if variant in FORGET_BIAS:  # gates are stacked (f, i, o, g): the first H entries of b are f's
+            params = {name: value.detach().clone() for name, value in self.cell.params().items()}
+            params["b"][:hidden] = FORGET_BIAS[variant]
+            self.cell.load_params(params)
         self.rnn = rt.Recurrent(self.cell)
         torch.manual_seed(init_seed)
         self.readout = nn.Linear(hidden, outputs)
@@ -495,6 +503,25 @@ def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_on
     single-core hours of the finished ones (training plus evaluation, from their logs)."""
     return training.progress(training.run_folder(NAME, profile, seed), specs(params, seed), run_key,
                              lambda log: sum(log["timing"].values()), committed_only=committed_only)
+
+
+def evaluation_steps(spec: dict[str, Any]) -> list[int]:
+    """The steps after which a run is evaluated (and checkpointed): every ``eval_every`` steps and at the last
+    step; or, when the spec has ``evals_per_octave`` ``n``, on a geometric grid that starts at ``eval_every``
+    and has ``n`` points per doubling of the step count (rounded to whole steps), plus the last step. On the
+    geometric grid a step count is known to a fixed *factor*, :math:`2^{1/n}`, at every scale: what a ratio
+    of two step counts (a speed-up) needs."""
+    budget, first = int(spec["steps"]), int(spec["eval_every"])
+    if "evals_per_octave" not in spec:
+        return sorted(set(range(first, budget + 1, first)) | {budget})
+    per_octave = spec["evals_per_octave"]
+    if isinstance(per_octave, bool) or not isinstance(per_octave, int) or per_octave < 1:
+        raise ValueError(f"spec['evals_per_octave'] must be a positive int, got {per_octave!r}")
+    steps, k = {budget}, 0
+    while (at := round(first * 2.0 ** (k / per_octave))) < budget:
+        steps.add(at)
+        k += 1
+    return sorted(steps)
 
 
 def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, device: torch.device,
