@@ -240,9 +240,13 @@ def race_effect(first: int | None, second: int | None, censored_at: int, *, earl
         return None
     effect = float((censored_at if second is None else second) - (censored_at if first is None else first))
     lower_bound = first is not None and (second is None or first == earliest)
-    if lower_bound and effect < _at_least(resolution):
-        return None
-    return effect
+    return _unless_uninformative(effect, lower_bound, resolution)
+
+
+def _unless_uninformative(effect: float, lower_bound: bool, resolution: float) -> Effect:
+    """``effect``, or ``None`` when it is only a lower bound and falls short of ``resolution``: the true effect
+    could then be anything from that bound up, so it says nothing either way (the rule's bound clause)."""
+    return None if lower_bound and effect < _at_least(resolution) else effect
 
 
 def race(first: int | None, second: int | None) -> str | None:
@@ -725,13 +729,14 @@ def grid_speedup(lstm: Log, ln: Log, threshold: float, consecutive: int = 1) -> 
     LSTM needs to bring the validation squared error to ``threshold`` over the steps the LN-LSTM needs. A run
     that never gets there counts as one point of the geometric evaluation grid past its budget, which makes
     the speed-up a bound; ``None`` if neither run gets there. ``consecutive``: as :func:`steps_to_reach`."""
-    first, second = steps_to_reach(lstm, threshold, consecutive=consecutive), steps_to_reach(ln, threshold,
-                                                                                           consecutive=consecutive)
+    first = steps_to_reach(lstm, threshold, consecutive=consecutive)
+    second = steps_to_reach(ln, threshold, consecutive=consecutive)
     if first is None and second is None:
         return None
     past_budget = int(lstm["spec"]["steps"]) * 2.0 ** (1.0 / int(lstm["spec"]["evals_per_octave"]))
-    earliest = int(lstm["spec"]["eval_every"])  # a run below the threshold at the first evaluation got there at
-    kind = "exact"                              # some step up to it: its count is an upper bound
+    # a run below the threshold at the first evaluation got there at some step up to it: an upper bound
+    earliest = int(lstm["spec"]["eval_every"])
+    kind = "exact"
     if first is None or second == earliest:
         kind = "at least"
     if second is None or first == earliest:
@@ -760,10 +765,8 @@ def _larger_speedup(larger: Speedup | None, smaller: Speedup | None, resolution:
     lower bound is at least the resolution: a lower bound below it says nothing either way. Else ``None``."""
     if larger is None or smaller is None or larger[1] == "at most" or smaller[1] == "at least":
         return None
-    effect = larger[0] - smaller[0]
-    if "exact" != larger[1] or "exact" != smaller[1]:
-        return effect if effect >= _at_least(resolution) else None
-    return effect
+    lower_bound = larger[1] != "exact" or smaller[1] != "exact"
+    return _unless_uninformative(larger[0] - smaller[0], lower_bound, resolution)
 
 
 def h10_long_sequences_small_batches(record: Record, threshold: float | None = None, consecutive: int = 1,

@@ -34,7 +34,7 @@ from lnlib.data import mnist
 from lnlib.experiments import rnn, training
 
 #: fields that record when, how long, or with which code a run was trained, not what it computed
-VOLATILE = ("timing", "git_commit", "code_modified", "source_sha256")
+VOLATILE = results.VOLATILE_KEYS | {"source_sha256"}
 
 
 def differences(old: object, new: object, where: str = "") -> list[str]:

@@ -65,8 +65,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "timing_steps": 300},
     "paper": {"hidden": 1000, "train_cases": 55_000, "eval_cases": 10_000, "sweep_lrs": [3e-4, 1e-3, 3e-3],
               "sweep_activations": ["relu", "tanh"], "sweep_epochs": 3, "main_batch_sizes": {"128": 60, "4": 60},
-              "small_batch_lrs": [1e-4, 3e-4, 1e-3], "seeds": 3, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256], "batch_sweep_epochs": 10,
-              "timing_steps": 1000},
+              "small_batch_lrs": [1e-4, 3e-4, 1e-3], "seeds": 3, "sweep_batch_sizes": [1, 2, 4, 8, 32, 128, 256],
+              "batch_sweep_epochs": 10, "timing_steps": 1000},
 }
 UNBIASED_BELOW = 16  # batch sizes below this normalize batch norm with the unbiased variance (paper: bs 4)
 
@@ -129,7 +129,7 @@ def training_mode_nll(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     model.train()
     n = images.shape[0] // batch_size * batch_size
     total = 0.0
-    for start in range(0, n, max(batch_size, 1)):
+    for start in range(0, n, batch_size):
         logits = model(images[start:start + batch_size])
         total += float(nn.functional.cross_entropy(logits, labels[start:start + batch_size], reduction="sum"))
     return total / n

@@ -313,16 +313,31 @@ def first_gradient_precision(task: str, variants: list[str], seed: int, task_par
     out = {}
     for variant in variants:
         check_variant(variant)
-        grads = []
-        for dtype in (torch.float32, torch.float64):
-            model = SequenceModel(variant, run_task.input_size, task_params["hidden"], run_task.outputs,
-                                  max_steps=run_task.max_steps, init_seed=run_task.seed).to(dtype)
-            run_task.loss_fn(model(xs.to(dtype)), ys if task == "seqmnist" else ys.to(dtype)).backward()
-            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]).double())
-        g32, g64 = grads
-        out[variant] = {"float32": float(g32.norm()), "float64": float(g64.norm()),
-                        "relative_difference": float((g32 - g64).norm() / g64.norm())}
+        g32, g64 = (_gradient(SequenceModel(variant, run_task.input_size, task_params["hidden"], run_task.outputs,
+                                            max_steps=run_task.max_steps, init_seed=run_task.seed).to(dtype),
+                              run_task.loss_fn, xs, ys)
+                    for dtype in (torch.float32, torch.float64))
+        out[variant] = _precision(g32, g64)
     return out
+
+
+def _gradient(model: SequenceModel, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """The loss gradient of all of ``model``'s parameters on one batch, computed in the model's dtype
+    (inputs and real-valued targets cast to it), flattened into one float64 vector."""
+    dtype = next(model.parameters()).dtype
+    loss_fn(model(xs.to(dtype)), ys if not ys.is_floating_point() else ys.to(dtype)).backward()
+    return _flat_grad(model)
+
+
+def _flat_grad(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).double()
+
+
+def _precision(g32: torch.Tensor, g64: torch.Tensor) -> dict[str, float]:
+    """Both gradient norms and :math:`|g_{32}-g_{64}|/|g_{64}|` (float64 standing in for exact arithmetic)."""
+    return {"float32": float(g32.norm()), "float64": float(g64.norm()),
+            "relative_difference": float((g32 - g64).norm() / g64.norm())}
 
 
 def replay_gradient_precision(spec: dict[str, Any], data: mnist.MNIST | None, *, until: int, above: float,
@@ -347,14 +362,11 @@ def replay_gradient_precision(spec: dict[str, Any], data: mnist.MNIST | None, *,
         loss = task.loss_fn(model(xs), ys)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        g32 = torch.cat([p.grad.flatten() for p in model.parameters()]).double()
+        g32 = _flat_grad(model)
         if float(g32.norm()) > above:
             exact = copy.deepcopy(model).double()
             exact.zero_grad(set_to_none=True)
-            task.loss_fn(exact(xs.double()), ys if spec["task"] == "seqmnist" else ys.double()).backward()
-            g64 = torch.cat([p.grad.flatten() for p in exact.parameters()])
-            large.append({"step": step + 1, "float32": float(g32.norm()), "float64": float(g64.norm()),
-                          "relative_difference": float((g32 - g64).norm() / g64.norm())})
+            large.append({"step": step + 1, **_precision(g32, _gradient(exact, task.loss_fn, xs, ys))})
         window_sum += float(nn.utils.clip_grad_norm_(model.parameters(), spec["clip"]))
         optimizer.step()
         if (step + 1) % every == 0:
@@ -560,9 +572,10 @@ def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, dev
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), spec["clip"])  # the norm before clipping
         optimizer.step()
+        norm = float(grad_norm)
         loss_sum += float(loss.detach())
-        grad_sum += float(grad_norm)
-        grad_max = max(grad_max, float(grad_norm)) if math.isfinite(float(grad_norm)) else math.inf
+        grad_sum += norm
+        grad_max = max(grad_max, norm) if math.isfinite(norm) else math.inf
         window += 1
         if step + 1 not in evaluations:
             continue
