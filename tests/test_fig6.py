@@ -64,7 +64,8 @@ def test_workers_train_the_cheap_wide_runs_first():
     ordered = fig6.in_priority_order(specs)
     assert sorted(map(fig6.run_key, ordered)) == sorted(map(fig6.run_key, specs))
     mains = [s for s in ordered if s["kind"] == "main"]
-    assert all(s["kind"] == "bsweep" for s in ordered[:len(ordered) - len(mains)])
+    assert all(s["kind"] == "main" for s in ordered[:len(mains)])  # the judged curves before the sweep
+    assert {s["seed"] for s in ordered if s["kind"] == "bsweep"} == {0, 1, 2}  # the sweep has every seed too
     assert [s["batch_size"] for s in mains] == sorted((s["batch_size"] for s in mains), reverse=True)
     first_seed = [s["variant"] for s in mains if s["batch_size"] == 128 and s["seed"] == 0]
     assert first_seed[-1] == "batchnorm_hidden" and len(first_seed) == 4  # the paper's three, then the control

@@ -371,8 +371,11 @@ def small_batch_lr_specs(params: dict[str, Any], seed: int, chosen: dict[str, An
 
 
 def batch_sweep_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
-    return [_spec("bsweep", v, bs, chosen["activation"], chosen["lr"], params["batch_sweep_epochs"], seed, params)
-            for v in ("batchnorm", "layernorm") for bs in params["sweep_batch_sizes"]
+    """Batch norm and layer norm at every batch size of ``sweep_batch_sizes``, for ``seeds`` seeds (the main
+    runs' seeds), each for ``batch_sweep_epochs`` epochs at the chosen activation and rate."""
+    return [_spec("bsweep", v, bs, chosen["activation"], chosen["lr"], params["batch_sweep_epochs"], seed + s,
+                  params)
+            for s in range(params["seeds"]) for v in ("batchnorm", "layernorm") for bs in params["sweep_batch_sizes"]
             if not (v == "batchnorm" and bs == 1)]  # batch norm cannot train on one case per batch
 
 
@@ -503,9 +506,10 @@ def assign(specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any
 
 def in_priority_order(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A worker's share in the order that gives judged comparisons soonest when a profile is trained over
-    several sittings: the batch-size sweep, then the main runs by batch size (largest first, the cheap
-    epochs), seed by seed, the paper's variants before the controls, then the small-batch learning rates."""
-    kinds = {"sweep": 0, "bsweep": 1, "main": 2, "lr_small": 3}
+    several sittings: the learning-rate sweep, then the main runs by batch size (largest first, the cheap
+    epochs), seed by seed, the paper's variants before the controls, then the batch-size sweep, then the
+    small-batch learning rates."""
+    kinds = {"sweep": 0, "main": 1, "bsweep": 2, "lr_small": 3}
     return sorted(specs, key=lambda s: (kinds[s["kind"]], -s["batch_size"] if s["kind"] == "main" else 0,
                                         s["seed"], s["variant"] in CONTROLS, run_key(s)))
 
