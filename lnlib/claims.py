@@ -326,29 +326,40 @@ def _fig6_seeds(record: Record) -> int:
     return len({log["spec"]["seed"] for log in record["data"]["runs"].values() if log["spec"]["kind"] == "main"})
 
 
-#: H4's rivals: batch norm as the paper applies it (every layer, the logits included) and, where trained,
-#: the control with batch norm where layer norm is (the hidden layers only)
-H4_RIVALS = (("batchnorm", "BN"), ("batchnorm_hidden", "BN hidden-only"))
+#: H3's and H4's rivals: batch norm as the paper applies it (every layer, the logits included) and, where
+#: trained, the control with batch norm where layer norm is (the hidden layers only)
+BN_RIVALS = (("batchnorm", "BN"), ("batchnorm_hidden", "BN hidden-only"))
+H4_RIVALS = BN_RIVALS
+#: the two measures of batch norm's training NLL: in evaluation mode (population statistics; the paper's
+#: figure, presumably) and in training mode (the batch statistics of the run's batch size: what the
+#: optimizer minimizes; logged from issue 14 on)
+BN_NLL_KEYS = ("train_nll", "train_nll_batch_statistics")
 
 
-def h4_faster_convergence(record: Record) -> Verdict:
+def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll") -> Verdict:
     """H4: layer norm reaches each training-NLL threshold in fewer epochs than batch norm.
 
     One part per (rival, batch size, threshold), the rivals of :data:`H4_RIVALS` that the result has: per
     seed, the rival's epoch minus LN's (a run that never reaches it counts as one epoch past its budget);
     resolution two epochs (the evaluation grid's step is one epoch). Parts that neither variant reaches in
-    any seed are left out and counted as planned but not judged."""
+    any seed are left out and counted as planned but not judged. ``rival_nll`` (one of
+    :data:`BN_NLL_KEYS`) is the batch-norm runs' NLL to race with: a pair whose rival log lacks it is left
+    out (layer norm's NLL is the same in both modes)."""
+    if rival_nll not in BN_NLL_KEYS:
+        raise ValueError(f"rival_nll must be one of {BN_NLL_KEYS}, got {rival_nll!r}")
     parts, skipped, leads = [], [], []
     for rival, name in H4_RIVALS:
         rival_parts = []
         for bs in _main_batch_sizes(record):
-            pairs = paired(select_fig6(record["data"], kind="main", variant="layernorm", batch_size=bs),
-                           select_fig6(record["data"], kind="main", variant=rival, batch_size=bs))
+            pairs = [(ln, bn) for ln, bn in
+                     paired(select_fig6(record["data"], kind="main", variant="layernorm", batch_size=bs),
+                            select_fig6(record["data"], kind="main", variant=rival, batch_size=bs))
+                     if rival_nll in bn]
             if not pairs:
                 continue
             for t in FIG6_THRESHOLDS:
                 label = f"{name} batch {bs} NLL<={t:g}" if rival != "batchnorm" else f"batch {bs} NLL<={t:g}"
-                effects = [race_effect(epochs_to_reach(ln, "train_nll", t), epochs_to_reach(bn, "train_nll", t),
+                effects = [race_effect(epochs_to_reach(ln, "train_nll", t), epochs_to_reach(bn, rival_nll, t),
                                        int(ln["spec"]["epochs"]) + 1, earliest=1,
                                        resolution=float(GRID_STEPS_RESOLUTION)) for ln, bn in pairs]
                 if all(e is None for e in effects):
@@ -380,25 +391,60 @@ def _log(value: float) -> float:
     return math.log(max(value, 1e-300))  # a training NLL that rounds to 0 is tiny, not missing
 
 
-def h3_batch_size_robustness(record: Record) -> Verdict:
+def small_batch_rates(data: dict[str, Any], variant: str, batch_size: int) -> dict[float, list[Log]]:
+    """The runs of ``variant`` at the small ``batch_size`` by learning rate: the main runs (the rate chosen at
+    the large batch size) and the control runs at other rates (kind ``lr_small``), seeds in order."""
+    rates: dict[float, list[Log]] = {}
+    for kind in ("main", "lr_small"):
+        for log in select_fig6(data, kind=kind, variant=variant, batch_size=batch_size):
+            rates.setdefault(float(log["spec"]["lr"]), []).append(log)
+    return {lr: sorted(logs, key=lambda log: log["spec"]["seed"]) for lr, logs in sorted(rates.items())}
+
+
+def best_small_batch_rate(data: dict[str, Any], variant: str, batch_size: int) -> float | None:
+    """The learning rate with the lowest median final *validation* error over the seeds that trained every
+    rate of :func:`small_batch_rates` (a diverged run counts as error 1); ``None`` if no seed trained them all."""
+    rates = small_batch_rates(data, variant, batch_size)
+    common = set.intersection(*(set(seeds_of(logs)) for logs in rates.values())) if rates else set()
+    if not common:
+        return None
+
+    def final_error(log: Log) -> float:
+        return 1.0 if log.get("diverged") or not log["valid_error"] else float(log["valid_error"][-1])
+
+    return min(rates, key=lambda lr: (_median([final_error(seeds_of(rates[lr])[s]) for s in sorted(common)]), lr))
+
+
+def h3_batch_size_robustness(record: Record, *, small_batch_rate: str = "shared") -> Verdict:
     r"""H3: a small batch hurts layer norm less than batch norm.
 
     For each variant and seed, the *worsening* at the small batch size against the large one, over the
     last :data:`H3_WINDOW` epochs both were trained for (the median over those epochs, so one noisy epoch
     does not decide): of the training NLL, :math:`\log(\text{NLL}_{small}/\text{NLL}_{large})`, and of the
     test error, :math:`\text{err}_{small}-\text{err}_{large}`; positive means the small batch is worse, and
-    a run that diverged is infinitely worse. Two parts, per seed BN's worsening minus LN's: NLL
-    (resolution 0.01) and test error (resolution one test case)."""
+    a run that diverged is infinitely worse. Two parts per rival of :data:`BN_RIVALS` that the result has,
+    per seed the rival's worsening minus LN's: NLL (resolution 0.01) and test error (resolution one test
+    case). ``small_batch_rate``: ``"shared"`` judges the main runs (one learning rate, chosen at the large
+    batch size, for every run); ``"own best"`` judges each variant at the small batch size at its own best
+    rate there (:func:`best_small_batch_rate`; the control of issue 14), and says which."""
+    if small_batch_rate not in ("shared", "own best"):
+        raise ValueError(f"small_batch_rate must be 'shared' or 'own best', got {small_batch_rate!r}")
     sizes = _main_batch_sizes(record)
     small, large = sizes[-1], sizes[0]
     data = record["data"]
     eval_cases = int(record["params"]["eval_cases"])
     worse: dict[str, dict[int, tuple[float, float]]] = {}
     window = range(1, 1)
-    for variant in ("layernorm", "batchnorm"):
+    rates: list[str] = []
+    for variant in ("layernorm",) + tuple(rival for rival, _ in BN_RIVALS):
         worse[variant] = {}
-        for a, b in paired(select_fig6(data, kind="main", variant=variant, batch_size=small),
-                           select_fig6(data, kind="main", variant=variant, batch_size=large)):
+        small_logs = select_fig6(data, kind="main", variant=variant, batch_size=small)
+        if small_batch_rate == "own best":
+            best = best_small_batch_rate(data, variant, small)
+            small_logs = [] if best is None else small_batch_rates(data, variant, small)[best]
+            if best is not None:
+                rates.append(f"{variant} {best:g}")
+        for a, b in paired(small_logs, select_fig6(data, kind="main", variant=variant, batch_size=large)):
             last = min(int(a["spec"]["epochs"]), int(b["spec"]["epochs"]))
             window = range(max(1, last - H3_WINDOW + 1), last + 1)
             nll = _window_median(a, "train_nll", window, _log) - _window_median(b, "train_nll", window, _log)
@@ -406,19 +452,29 @@ def h3_batch_size_robustness(record: Record) -> Verdict:
                    - _window_median(b, "test_error", window, float))
             worse[variant][int(a["spec"]["seed"])] = (math.inf if math.isnan(nll) else nll,
                                                       math.inf if math.isnan(err) else err)
-    seeds = sorted(set(worse["layernorm"]) & set(worse["batchnorm"]))
-    if not seeds:
+    parts, nll_changes, error_changes, judged_seeds = [], [], [], set()
+    for rival, name in BN_RIVALS:
+        seeds = sorted(set(worse["layernorm"]) & set(worse[rival]))
+        if not seeds:
+            continue
+        judged_seeds |= set(seeds)
+        ln = [worse["layernorm"][s] for s in seeds]
+        bn = [worse[rival][s] for s in seeds]
+        parts += [compare(f"NLL log ratio batch {small}/{large}, {name} minus LN",
+                          [_difference(b[0], a[0]) for a, b in zip(ln, bn)], NLL_LOG_RATIO_RESOLUTION),
+                  compare(f"test error batch {small} minus {large}, {name} minus LN",
+                          [_difference(b[1], a[1]) for a, b in zip(ln, bn)], 1.0 / eval_cases)]
+        if not nll_changes:
+            nll_changes.append(f"LN {_median([g[0] for g in ln]):+.2f}")
+            error_changes.append(f"LN {100 * _median([g[1] for g in ln]):+.2f}")
+        nll_changes.append(f"{name} {_median([g[0] for g in bn]):+.2f}")
+        error_changes.append(f"{name} {100 * _median([g[1] for g in bn]):+.2f}")
+    if not parts:
         return Verdict("not tested at this profile", f"no seed has both batch sizes {small} and {large} for LN and BN")
-    ln = [worse["layernorm"][s] for s in seeds]
-    bn = [worse["batchnorm"][s] for s in seeds]
-    parts = [compare(f"NLL log ratio batch {small}/{large}, BN minus LN",
-                     [_difference(b[0], a[0]) for a, b in zip(ln, bn)], NLL_LOG_RATIO_RESOLUTION),
-             compare(f"test error batch {small} minus {large}, BN minus LN",
-                     [_difference(b[1], a[1]) for a, b in zip(ln, bn)], 1.0 / eval_cases)]
-    summary = (f"epochs {window.start}-{window.stop - 1}, batch {small} vs {large}: log NLL ratio LN "
-               f"{_median([g[0] for g in ln]):+.2f}, BN {_median([g[0] for g in bn]):+.2f}; error change LN "
-               f"{100 * _median([g[1] for g in ln]):+.2f}, BN {100 * _median([g[1] for g in bn]):+.2f} pts")
-    return verdict_from_parts(parts, len(seeds), summary)
+    summary = (f"epochs {window.start}-{window.stop - 1}, batch {small} vs {large}: log NLL ratio "
+               f"{', '.join(nll_changes)}; error change {', '.join(error_changes)} pts")
+    head = f"batch-{small} learning rates: {', '.join(rates)}" if rates else ""
+    return verdict_from_parts(parts, len(judged_seeds), summary, head)
 
 
 # --- Recurrent networks (chapter 11) -------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""Train a committed recurrent run again from scratch and compare it with its committed log.
+"""Train a committed run again from scratch and compare it with its committed log.
 
     .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json [--replace]
+
+    .venv/bin/python scripts/retrain_committed_run.py data/runs/fig6_mnist-cpu-seed0/<key>.json [--replace]
 
     .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json --precision-above 1000
 
@@ -8,10 +10,11 @@ The runs are deterministic (one thread, deterministic algorithms, batches a func
 new log must equal the committed one in every field that does not record time or code version. The
 command prints each field that differs. With ``--replace`` and no difference, the committed log is
 replaced by the new one: the same run, with the fields that later code logs too (such as
-``grad_norm_max``, the largest single-step gradient norm of each evaluation window). A log that differs is
-never replaced.
+``grad_norm_max``, the largest single-step gradient norm of each evaluation window of a recurrent run, or
+``train_nll_batch_statistics``, batch norm's training NLL in training mode, of a Figure 6 run). A log that
+differs is never replaced. The experiment is the run folder's first name (``rnn`` or ``fig6_mnist``).
 
-With ``--precision-above NORM`` the run is instead replayed up to its last evaluation window with a
+With ``--precision-above NORM`` (recurrent runs only) the run is instead replayed up to its last evaluation window with a
 single-step gradient norm above ``NORM`` (its log's ``grad_norm_max``), and at every step above ``NORM`` the
 gradient is computed in float32 and in float64 from the same weights
 (:func:`lnlib.experiments.rnn.replay_gradient_precision`); the answer, with the window means that show the
@@ -31,10 +34,12 @@ import torch
 
 from lnlib import results
 from lnlib.data import mnist
-from lnlib.experiments import rnn, training
+from lnlib.experiments import fig6_mnist, rnn, training
 
 #: fields that record when, how long, or with which code a run was trained, not what it computed
 VOLATILE = results.VOLATILE_KEYS | {"source_sha256"}
+#: the experiments whose committed runs can be retrained, by the first name of their run folder
+EXPERIMENTS = {"rnn": rnn, "fig6_mnist": fig6_mnist}
 
 
 def differences(old: object, new: object, where: str = "") -> list[str]:
@@ -52,16 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision-above", type=float, metavar="NORM",
                         help="replay instead, comparing float32 with float64 gradients at steps with norms above NORM")
     args = parser.parse_args(argv)
+    experiment = args.log.resolve().parent.name.split("-")[0]
+    if experiment not in EXPERIMENTS:
+        parser.error(f"{args.log}: its run folder names experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
+    module = EXPERIMENTS[experiment]
     committed = json.loads(args.log.read_text(encoding="utf-8"))
     spec = committed["spec"]
-    if rnn.run_key(spec) != args.log.stem:
-        parser.error(f"{args.log}: its spec hashes to {rnn.run_key(spec)}, not to its file name")
-    data = mnist.load() if spec["task"] == "seqmnist" else None
+    if module.run_key(spec) != args.log.stem:
+        parser.error(f"{args.log}: its spec hashes to {module.run_key(spec)}, not to its file name")
+    data = mnist.load() if module is fig6_mnist or spec["task"] == "seqmnist" else None
     if args.precision_above is not None:
+        if module is not rnn:
+            parser.error("--precision-above replays recurrent runs only")
         return replay(args.log, committed, data, args.precision_above)
-    with tempfile.TemporaryDirectory() as folder, training.run_environment("cpu", threads=rnn.THREADS) as device:
-        new = training.train_once(Path(folder), rnn.run_key(spec), spec,
-                                  lambda checkpoint: rnn._train(spec, data, checkpoint, device, True))
+    with tempfile.TemporaryDirectory() as folder, training.run_environment("cpu", threads=module.THREADS) as device:
+        new = training.train_once(Path(folder), module.run_key(spec), spec,
+                                  lambda checkpoint: module._train(spec, data, checkpoint, device, True))
     changed = differences(committed, new)
     for path in changed:
         print(f"differs: {path}")

@@ -202,7 +202,7 @@ def _h3_record(small_ln, small_bn, seeds=3):
         for variant, small in (("layernorm", small_ln), ("batchnorm", small_bn)):
             for bs, nll in ((128, [0.1, 0.02, 0.01]), (4, small)):
                 runs[f"{variant}-{bs}-{s}"] = {
-                    "spec": {"kind": "main", "variant": variant, "batch_size": bs, "seed": s, "epochs": 3},
+                    "spec": {"kind": "main", "variant": variant, "batch_size": bs, "seed": s, "epochs": 3, "lr": 1e-3},
                     "epoch": [1, 2, 3][:len(nll)], "train_nll": nll, "test_error": [0.05, 0.03, 0.02][:len(nll)]}
     return {"params": {"main_batch_sizes": {"128": 3, "4": 3}, "eval_cases": 10_000}, "data": {"runs": runs}}
 
@@ -366,3 +366,53 @@ def test_a_race_won_at_the_first_evaluation_is_a_lower_bound():
     assert claims.race_effect(20, 20, 110, earliest=10, resolution=20) == 0.0  # a measured tie is a tie
     assert claims.race_effect(100, None, 110, resolution=20) is None  # censored rival, bound below r
     assert claims.race_effect(None, 60, 110, resolution=20) == -50.0  # LN never: an upper bound, against
+
+
+def test_h3_is_judged_against_both_batch_norm_placements_where_the_control_was_trained():
+    record = _h3_record([0.1, 0.02, 0.011], [0.5, 0.3, 0.2])
+    runs = record["data"]["runs"]
+    for key in [k for k in runs if k.startswith("layernorm")]:  # the control suffers from batch 4 as LN does
+        runs[key.replace("layernorm", "batchnorm_hidden")] = dict(
+            runs[key], spec=dict(runs[key]["spec"], variant="batchnorm_hidden"))
+    verdict = claims.h3_batch_size_robustness(record)
+    assert verdict.status == "partly reproduced" and verdict.evidence.startswith("3 seeds;")
+    assert "[not reproduced] NLL log ratio batch 4/128, BN hidden-only minus LN: +0" in verdict.details
+    assert "[reproduced] NLL log ratio batch 4/128, BN minus LN" in verdict.details
+
+
+def _with_small_batch_rate(record, variant, lr, nll, valid):
+    """Add ``lr_small`` runs of ``variant`` at batch size 4 and rate ``lr`` (the main runs have rate 1e-3)."""
+    runs = record["data"]["runs"]
+    for seed in range(3):
+        main = runs[f"{variant}-4-{seed}"]
+        main["valid_error"] = [0.05, 0.04, 0.03]
+        runs[f"{variant}-4-{seed}-lr{lr}"] = dict(main, spec=dict(main["spec"], kind="lr_small", lr=lr),
+                                                  train_nll=nll, valid_error=valid)
+
+
+def test_h3_at_each_variants_own_best_small_batch_rate_uses_the_validation_error():
+    record = _h3_record([0.1, 0.02, 0.011], [0.5, 0.3, 0.2])
+    # batch norm does as well as LN at batch 4 at a smaller rate, which validation prefers
+    _with_small_batch_rate(record, "batchnorm", 3e-4, [0.1, 0.02, 0.011], [0.04, 0.03, 0.02])
+    _with_small_batch_rate(record, "layernorm", 3e-4, [0.2, 0.1, 0.05], [0.06, 0.05, 0.04])
+    assert claims.best_small_batch_rate(record["data"], "batchnorm", 4) == 3e-4
+    assert claims.best_small_batch_rate(record["data"], "layernorm", 4) == 1e-3
+    assert claims.best_small_batch_rate(record["data"], "batchnorm_hidden", 4) is None  # not trained
+    assert claims.h3_batch_size_robustness(record).status == "partly reproduced"
+    own = claims.h3_batch_size_robustness(record, small_batch_rate="own best")
+    assert own.status == "not reproduced"
+    assert "batch-4 learning rates: layernorm 0.001, batchnorm 0.0003" in own.details
+    with pytest.raises(ValueError, match="small_batch_rate"):
+        claims.h3_batch_size_robustness(record, small_batch_rate="best")
+
+
+def test_h4_can_race_batch_norms_training_mode_nll_where_it_was_logged():
+    record = _fig6_record(FAST, [0.5, 0.5, 0.2, 0.05, 0.005])
+    assert claims.h4_faster_convergence(record, rival_nll="train_nll_batch_statistics").status == \
+        "not tested at this profile"  # no log has it
+    for seed in range(3):  # with batch statistics, batch norm is as fast as layer norm
+        record["data"]["runs"][f"batchnorm-{seed}"]["train_nll_batch_statistics"] = FAST
+    assert claims.h4_faster_convergence(record).status == "reproduced"
+    assert claims.h4_faster_convergence(record, rival_nll="train_nll_batch_statistics").status == "not reproduced"
+    with pytest.raises(ValueError, match="rival_nll"):
+        claims.h4_faster_convergence(record, rival_nll="test_nll")

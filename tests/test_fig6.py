@@ -215,3 +215,29 @@ def test_a_run_killed_mid_training_resumes_and_ends_identical(tmp_path):
     assert resumed.wait(timeout=600) == 0
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
     assert _logs(tmp_path / "interrupted") == _logs(tmp_path / "uninterrupted")
+
+
+def test_a_committed_run_retrains_to_the_same_log_and_gains_the_new_fields(tmp_path):
+    """scripts/retrain_committed_run.py on a Figure 6 run: deterministic training reproduces every measured
+    field; --replace then writes the new log, which has batch norm's training-mode NLL."""
+    params = fig6.PROFILES["smoke"]
+    spec = dict(fig6.main_specs(params, 0, {"activation": "relu", "lr": 1e-3})[1], epochs=1)
+    assert spec["variant"] == "batchnorm"
+    folder = tmp_path / "fig6_mnist-smoke-seed0"
+    folder.mkdir()
+    with training.run_environment("cpu", threads=fig6.THREADS) as device:  # as the workers train
+        log = fig6.train_run(spec, fig6.mnist.load(), folder, device=device, progress=False)
+    path = folder / f"{fig6.run_key(spec)}.json"
+    old = dict(log)
+    del old["train_nll_batch_statistics"]  # as if committed before the field was logged
+    path.write_text(json.dumps(old))
+    script = [sys.executable, str(Path(__file__).parents[1] / "scripts" / "retrain_committed_run.py"), str(path)]
+    done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical (new fields: train_nll_batch_statistics)" in done.stdout
+    assert json.loads(path.read_text())["train_nll_batch_statistics"] == log["train_nll_batch_statistics"]
+    old["test_error"] = [0.5]  # a log that the retraining cannot reproduce is reported and kept
+    path.write_text(json.dumps(old))
+    done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "differs: .test_error" in done.stdout
+    assert json.loads(path.read_text())["test_error"] == [0.5]
