@@ -74,10 +74,11 @@ def test_workers_train_the_cheap_wide_runs_first():
 def test_the_small_batch_learning_rate_control_adds_the_other_rates_only():
     params = fig6.PROFILES["cpu"]
     specs = fig6.small_batch_lr_specs(params, 0, {"activation": "relu", "lr": 1e-3})
-    assert {(s["variant"], s["lr"]) for s in specs} == {(v, lr) for v in fig6.VARIANTS for lr in (1e-4, 3e-4)}
-    assert {(s["batch_size"], s["epochs"], s["seed"], s["kind"]) for s in specs} == {(4, 15, 0, "lr_small")}
+    assert {(s["variant"], s["lr"], s["seed"]) for s in specs} == {
+        (v, lr, seed) for v in fig6.VARIANTS for lr in (1e-4, 3e-4) for seed in range(3)}
+    assert {(s["batch_size"], s["epochs"], s["kind"]) for s in specs} == {(4, 15, "lr_small")}
     stages = fig6.plan(params, 0, training.run_folder("fig6_mnist", "cpu", 0))  # the committed sweep decides
-    assert len(stages) == 2 and sum(s["kind"] == "lr_small" for s in stages[1]) == 6
+    assert len(stages) == 2 and sum(s["kind"] == "lr_small" for s in stages[1]) == 18
 
 
 def test_committed_logs_are_read_not_retrained(tmp_path, monkeypatch):
@@ -241,3 +242,23 @@ def test_a_committed_run_retrains_to_the_same_log_and_gains_the_new_fields(tmp_p
     done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "differs: .test_error" in done.stdout
     assert json.loads(path.read_text())["test_error"] == [0.5]
+
+
+def test_assembling_without_training_shows_the_finished_runs_and_names_the_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("LNLIB_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path / "runs")
+    params = dict(fig6.PROFILES["smoke"], timing_steps=2)
+    with pytest.raises(ValueError, match="needs the finished learning-rate sweep"):
+        fig6.run(params, profile="partial", seed=0, device="cpu", progress=False, train=False)
+    folder = training.run_folder(fig6.NAME, "partial", 0)
+    data = fig6.mnist.load()
+    sweep = fig6.sweep_specs(params, 0)
+    for spec in sweep:
+        fig6.train_run(spec, data, folder, progress=False)
+    main = fig6.main_specs(params, 0, {"activation": "relu", "lr": 1e-3})[0]
+    fig6.train_run(main, data, folder, progress=False)
+    d = fig6.run(params, profile="partial", seed=0, device="cpu", progress=False, train=False)
+    planned = [s for stage in fig6.plan(params, 0, folder) for s in stage]
+    assert not d["complete"] and len(d["runs"]) == len(sweep) + 1
+    assert len(d["missing"]) == len(planned) - len(sweep) - 1 and fig6._label(main) not in d["missing"]
+    assert "timing" in d and d["chosen"]["lr"] == 1e-3

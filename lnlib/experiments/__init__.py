@@ -52,8 +52,9 @@ def check_profile(module: ModuleType, profile: object) -> dict[str, Any]:
 
 
 def run(module: ModuleType, *, profile: str, seed: int = 0, device: str = "auto", progress: bool = True,
-        save: bool = True) -> dict[str, Any]:
-    """Run ``module`` at ``profile`` and return the full record (saved atomically unless ``save=False``).
+        save: bool = True, **options: Any) -> dict[str, Any]:
+    """Run ``module`` at ``profile`` and return the full record (saved atomically unless ``save=False``);
+    ``options`` go to the module's ``run`` (such as ``train=False`` for :mod:`.fig6_mnist`).
 
     The run happens inside :func:`training.run_environment`: ``device`` resolved (``"auto"``: CUDA if
     available), global generators seeded, deterministic algorithms, the module's ``THREADS`` (if it sets
@@ -62,7 +63,7 @@ def run(module: ModuleType, *, profile: str, seed: int = 0, device: str = "auto"
     params = check_profile(module, profile)
     with training.run_environment(device, seed=seed, threads=getattr(module, "THREADS", None)) as dev:
         start = time.perf_counter()
-        data = module.run(params, profile=profile, seed=seed, device=str(dev), progress=progress)
+        data = module.run(params, profile=profile, seed=seed, device=str(dev), progress=progress, **options)
         wall = time.perf_counter() - start
         record = results.make_record(experiment=module.NAME, profile=profile, seed=seed, params=params, data=data,
                                      device=str(dev), wall_time_s=wall)

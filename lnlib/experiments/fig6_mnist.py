@@ -31,6 +31,7 @@ process, so two cores train two networks at once; :func:`run` then only assemble
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -361,13 +362,14 @@ def main_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> lis
 
 def small_batch_lr_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
     """Control (issue 14): the learning rate was chosen at batch size 128 and reused at the small batch size.
-    Here every paper variant is also trained at the smallest main batch size, for as many epochs as the main
-    runs, at each rate of ``small_batch_lrs`` other than the chosen one (first seed only), so that each can
-    be shown at its own best rate for that batch size."""
+    Here every paper variant is also trained at the smallest main batch size, for as many epochs and seeds as
+    the main runs, at each rate of ``small_batch_lrs`` other than the chosen one, so that each can be judged
+    at its own best rate for that batch size (:func:`lnlib.claims.best_small_batch_rate`)."""
     bs = min(int(b) for b in params["main_batch_sizes"])
     epochs = params["main_batch_sizes"][str(bs)]
-    return [_spec("lr_small", v, bs, chosen["activation"], lr, epochs, seed, params)
-            for v in VARIANTS for lr in params.get("small_batch_lrs", []) if lr != chosen["lr"]]
+    return [_spec("lr_small", v, bs, chosen["activation"], lr, epochs, seed + s, params)
+            for s in range(params["seeds"]) for v in VARIANTS
+            for lr in params.get("small_batch_lrs", []) if lr != chosen["lr"]]
 
 
 def batch_sweep_specs(params: dict[str, Any], seed: int, chosen: dict[str, Any]) -> list[dict[str, Any]]:
@@ -470,28 +472,43 @@ def timing(params: dict[str, Any], data: mnist.MNIST) -> dict[str, Any]:
 # Entry points
 
 
-def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
+def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True,
+        train: bool = True) -> dict[str, Any]:
     """Train every run of the profile that is not finished yet, then assemble the result.
 
     Runs finished earlier (by this function or by ``python -m lnlib.experiments.fig6_mnist`` workers) are
     read from their files, so calling this after the workers only assembles and times. ``profile`` names
     the run folder (any name for custom parameters: the run keys hash every parameter anyway).
+
+    ``train=False`` trains nothing: the result holds the runs finished so far (the learning-rate sweep must
+    be), ``"complete"`` says whether that is every planned run, and ``"missing"`` names the others, so a
+    profile trained over several sittings can be shown as far as it got and never as more.
     """
     folder = training.run_folder(NAME, profile, seed)
     dev = torch.device(device)
     data = mnist.load()
     began = time.perf_counter()
-    while True:
+    while train:
         stages = plan(params, seed, folder)
         for spec in stages[-1]:
             train_run(spec, data, folder, device=dev, progress=progress)
         if len(stages) == 2:
             break
-    logs = {run_key(s): train_run(s, data, folder, device=dev, progress=progress)
-            for stage in plan(params, seed, folder) for s in stage}
+    stages = plan(params, seed, folder)
+    if len(stages) < 2:
+        raise ValueError(f"train=False needs the finished learning-rate sweep of profile {profile!r} in {folder}; "
+                         f"it has {progress_of(params, profile, seed)['finished']} finished runs")
+    logs, missing = {}, []
+    for spec in (s for stage in stages for s in stage):
+        log = train_run(spec, data, folder, device=dev, progress=progress) if train else \
+            training.committed_log(folder, run_key(spec), spec) or training.finished_log(folder, run_key(spec), spec)
+        if log is None:
+            missing.append(_label(spec))
+        else:
+            logs[run_key(spec)] = log
     chosen = choose([logs[run_key(s)] for s in sweep_specs(params, seed)], params)
-    return {"chosen": chosen, "runs": logs, "timing": timing(params, data),
-            "assembly_seconds": time.perf_counter() - began,
+    return {"chosen": chosen, "runs": logs, "complete": not missing, "missing": missing,
+            "timing": timing(params, data), "assembly_seconds": time.perf_counter() - began,
             "training_seconds": float(sum(sum(r["epoch_seconds"]) for r in logs.values()))}
 
 
@@ -515,7 +532,19 @@ def in_priority_order(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = training.parse_worker_args("Train this worker's share of the Figure 6 runs of a profile.", PROFILES, argv)
+    args = training.parse_worker_args(
+        "Train this worker's share of the Figure 6 runs of a profile.", PROFILES, argv,
+        assemble="train nothing: write the profile's result file from the runs finished so far (it records "
+                 "which planned runs are missing), timing the training loop with nothing else running")
+    if args.assemble:
+        from . import run as run_experiment  # the package's entry point: provenance and an atomic write
+
+        record = run_experiment(sys.modules[__name__], profile=args.profile, seed=args.seed, device=args.device,
+                                train=False)
+        d = record["data"]
+        print(f"{NAME}-{args.profile}-seed{args.seed}: {len(d['runs'])} runs assembled, "
+              f"{len(d['missing'])} planned runs missing; written to data/results/")
+        return
     params = PROFILES[args.profile]
     folder = training.run_folder(NAME, args.profile, args.seed)
     data = mnist.load()

@@ -363,12 +363,17 @@ def balance(specs: list[dict[str, Any]], workers: int, cost: Callable[[dict[str,
     return shares
 
 
-def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
-    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``.
+def parse_worker_args(description: str, profiles: dict[str, Any], argv: list[str] | None, *,
+                      assemble: str = "") -> argparse.Namespace:
+    """The command line shared by the training workers: ``--profile --seed --device --worker --workers``, and
+    ``--assemble`` (with ``assemble`` as its help) for an experiment that can assemble a result from the runs
+    finished so far.
 
     Every mistake ends in argparse's usage message naming the option (a CUDA device on a machine without
     CUDA included), never in a traceback."""
     parser = argparse.ArgumentParser(description=description)
+    if assemble:
+        parser.add_argument("--assemble", action="store_true", help=assemble)
     parser.add_argument("--profile", choices=sorted(profiles), required=True)
     parser.add_argument("--seed", type=int, default=0, help="first seed of the profile (default 0)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA if available, else CPU; the default), "
