@@ -102,6 +102,10 @@ def test_committed_logs_are_read_not_retrained(tmp_path, monkeypatch):
     committed = training.progress(folder, [spec, unfinished], fig6.run_key, seconds, committed_only=True)
     assert (local["planned"], local["finished"], local["core_hours"]) == (2, 2, 3.0)
     assert (committed["finished"], committed["core_hours"]) == (1, 1.0)  # the local run folder is not counted
+    # the same run planned by another profile of the same experiment and seed is read from this one's folder
+    assert training.committed_log(tmp_path / "fig6_mnist-paper-seed0", fig6.run_key(spec), spec) == log
+    assert training.committed_log(tmp_path / "fig6_mnist-paper-seed1", fig6.run_key(spec), spec) is None
+    assert training.committed_log(tmp_path / "rnn-x-seed0", fig6.run_key(spec), spec) is None
 
 
 def test_small_batches_use_the_unbiased_variance():

@@ -404,12 +404,19 @@ def plan(params: dict[str, Any], seed: int, folder: Path) -> list[list[dict[str,
 def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
     """How far a profile's training got (:func:`training.progress`): runs planned (the sweep, and the main
     stage once the sweep has decided it: ``"stages"`` says how many are planned so far) and finished, and
-    the single-core hours of the finished ones (from their logs)."""
+    the single-core hours of the finished ones (from their logs); ``"by_kind"``: (finished, planned) per
+    kind of run (``sweep``, ``main``, ``bsweep``, ``lr_small``)."""
     folder = training.run_folder(NAME, profile, seed)
     stages = plan(params, seed, folder)
-    done = training.progress(folder, [s for stage in stages for s in stage], run_key,
-                             lambda log: sum(log["epoch_seconds"]), committed_only=committed_only)
-    return dict(done, stages=len(stages))
+    specs = [s for stage in stages for s in stage]
+    by_kind = {}
+    for kind in dict.fromkeys(s["kind"] for s in specs):
+        part = training.progress(folder, [s for s in specs if s["kind"] == kind], run_key,
+                                 lambda log: sum(log["epoch_seconds"]), committed_only=committed_only)
+        by_kind[kind] = (part["finished"], part["planned"])
+    done = training.progress(folder, specs, run_key, lambda log: sum(log["epoch_seconds"]),
+                             committed_only=committed_only)
+    return dict(done, stages=len(stages), by_kind=by_kind)
 
 
 # ---------------------------------------------------------------------------------------------------------

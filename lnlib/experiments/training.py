@@ -189,12 +189,20 @@ COMMITTED_RUNS = results.REPO_ROOT / "data" / "runs"
 
 def committed_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     """The committed log ``data/runs/<folder's name>/<key>.json`` of run ``spec``, if there is one of this
-    spec (one of another spec is ignored here: the run folder's own log or a new run decides)."""
-    path = COMMITTED_RUNS / Path(folder).name / f"{key}.json"
-    if not path.exists():
-        return None
-    log = json.loads(path.read_text(encoding="utf-8"))
-    return log if log.get("spec") == _as_stored(spec) else None
+    spec (one of another spec is ignored here: the run folder's own log or a new run decides).
+
+    A run that another profile of the same experiment and seed also plans (the key hashes the whole spec,
+    so the same key and spec is the same run: the paper profile's batch-128 runs are the cpu profile's) is
+    read from that profile's folder when its own has none."""
+    experiment, seed = Path(folder).name.split("-", 1)[0], Path(folder).name.rsplit("-", 1)[-1]
+    own = COMMITTED_RUNS / Path(folder).name
+    for runs in [own, *sorted(p for p in COMMITTED_RUNS.glob(f"{experiment}-*-{seed}") if p != own)]:
+        path = runs / f"{key}.json"
+        if path.exists():
+            log = json.loads(path.read_text(encoding="utf-8"))
+            if log.get("spec") == _as_stored(spec):
+                return log
+    return None
 
 
 def commit_finished_logs(folder: Path) -> list[Path]:
