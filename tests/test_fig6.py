@@ -140,13 +140,21 @@ def test_run_keys_hash_every_parameter():
     assert fig6.run_seed(dict(spec, hidden=64)) == fig6.run_seed(spec)  # the seed stays the committed runs' one
 
 
-def test_plan_assigns_every_run_exactly_once():
+def test_workers_share_one_queue_and_skip_what_is_finished_or_in_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path / "runs")
     params = fig6.PROFILES["cpu"]
     specs = fig6.main_specs(params, 0, {"activation": "relu", "lr": 1e-3})
     specs += fig6.batch_sweep_specs(params, 0, {"activation": "relu", "lr": 1e-3})
-    shares = fig6.assign(specs, 2)
-    keys = sorted(fig6.run_key(s) for share in shares for s in share)
-    assert keys == sorted(fig6.run_key(s) for s in specs) and len(set(keys)) == len(keys)
+    folder = tmp_path / "fig6_mnist-cpu-seed0"
+    folder.mkdir()
+    first, second, third = fig6.in_priority_order(specs)[:3]
+    (folder / f"{fig6.run_key(first)}.json").write_text(json.dumps({"spec": first}))  # finished
+    (folder / f"{fig6.run_key(second)}.lock").write_text(f"{os.getpid()}@{training.socket.gethostname()}\n")
+    queue = fig6.next_runs(specs, folder)
+    assert fig6.run_key(next(queue)) == fig6.run_key(third)  # the live lock's run is another worker's
+    (folder / f"{fig6.run_key(second)}.lock").write_text("999999999@" + training.socket.gethostname() + "\n")
+    assert fig6.run_key(next(fig6.next_runs(specs, folder))) == fig6.run_key(second)  # its owner is gone
+    assert len(list(fig6.next_runs(specs, folder))) == len(specs) - 1
     assert not any(s["variant"] == "batchnorm" and s["batch_size"] == 1 for s in specs)
 
 

@@ -24,8 +24,10 @@ checkpoint after every epoch in its run folder (:mod:`lnlib.experiments.training
 whole spec, checked checkpoints, one trainer per run), so an interrupted run resumes where it stopped with
 bit-identical results (single thread, deterministic algorithms, a shuffling order that depends only on the
 seed and the epoch). ``python -m
-lnlib.experiments.fig6_mnist --profile cpu --worker 0 --workers 2`` runs every second unit in one
-process, so two cores train two networks at once; :func:`run` then only assembles the finished units.
+lnlib.experiments.fig6_mnist --profile cpu --worker 0 --workers 2`` (and ``--worker 1``) start two
+processes that take the unfinished units from one queue in priority order (:func:`next_runs`), so two
+cores train two networks at once; :func:`run` then only assembles the finished units (``--assemble``:
+from the units finished so far, saying which are missing).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import hashlib
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -519,13 +522,16 @@ def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progres
             "training_seconds": float(sum(sum(r["epoch_seconds"]) for r in logs.values()))}
 
 
-def assign(specs: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
-    """Split runs between workers, longest first, each to the least loaded worker (the same on every worker)."""
-    def cost(spec: dict[str, Any]) -> float:  # estimated seconds on one core: per step 6 ms + 0.14 ms per case,
-        steps = spec["train_cases"] // spec["batch_size"]  # plus about 4 s of evaluation per epoch
-        return spec["epochs"] * (steps * (0.006 + 0.00014 * spec["batch_size"]) + 4.0)
-
-    return training.balance(specs, workers, cost, run_key)
+def next_runs(specs: list[dict[str, Any]], folder: Path) -> Iterator[dict[str, Any]]:
+    """The runs of a stage that are not finished, in :func:`in_priority_order`, each checked when its turn
+    comes and skipped if another worker is training it: workers share one queue, so when a profile is
+    trained over several sittings the runs finished first are the first in priority, whatever the count of
+    workers (a worker started later joins the queue where it stands)."""
+    for spec in in_priority_order(specs):
+        key = run_key(spec)
+        if training.committed_log(folder, key, spec) is None and training.finished_log(folder, key, spec) is None \
+                and not training.in_training_elsewhere(folder, key):
+            yield spec
 
 
 def in_priority_order(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -558,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
     with training.run_environment(args.device, threads=THREADS) as dev:
         while True:  # the sweep stage must finish (on every worker) before the main stage can be planned
             stages = plan(params, args.seed, folder)
-            for spec in in_priority_order(assign(stages[-1], args.workers)[args.worker]):
+            for spec in next_runs(stages[-1], folder):
                 train_run(spec, data, folder, device=dev)
             if len(stages) == 2:
                 break

@@ -249,6 +249,13 @@ def _owner_is_gone(lock: Path) -> bool:
     return False
 
 
+def in_training_elsewhere(folder: Path, key: str) -> bool:
+    """Whether a live process holds the lock of run ``key`` in ``folder`` right now (a worker that takes runs
+    from a shared queue skips it instead of waiting for it)."""
+    lock = Path(folder) / f"{key}.lock"
+    return lock.exists() and not _owner_is_gone(lock)
+
+
 @contextlib.contextmanager
 def _exclusive(lock: Path, *, poll: float, announce: Callable[[str], None]) -> Iterator[None]:
     """Hold ``lock`` (created with O_EXCL) for the block; wait while a live process holds it."""
