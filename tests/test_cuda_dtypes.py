@@ -128,6 +128,12 @@ def _layer_norm_module(native: bool) -> Callable[[Tensors], tuple[Tensors, Tenso
     return run
 
 
+def _group_norm_module(t: Tensors) -> tuple[Tensors, Tensors]:
+    module = lnt.GroupNorm(N, 8, device=t["x"].device, dtype=t["x"].dtype)
+    _load(module, t)
+    return {"y": module(t["x"])}, {"x": t["x"], "gamma": module.gamma, "beta": module.beta}
+
+
 def _batch_norm_module(native: bool) -> Callable[[Tensors], tuple[Tensors, Tensors]]:
     """Training mode (batch statistics, running estimates updated), then evaluation mode with them."""
     def run(t: Tensors) -> tuple[Tensors, Tensors]:
@@ -182,6 +188,7 @@ CASES = [
     Case("LayerNorm", "norm", _features, _layer_norm_module(native=True)),
     Case("LayerNorm[native=False]", "norm", _features, _layer_norm_module(native=False)),
     Case("BatchNorm", "norm", _features, _batch_norm_module(native=True)),
+    Case("GroupNorm", "norm", _features, _group_norm_module),
     Case("BatchNorm[native=False]", "norm", _features, _batch_norm_module(native=False)),
     *[Case(f"cell:{kind}", "cell", _cell_draw(kind), _cell_run(kind)) for kind in rt.KINDS],
 ]

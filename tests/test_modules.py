@@ -102,3 +102,45 @@ def test_cuda_results_match_cpu(rng):
     bn_cpu, bn_gpu = lnt.BatchNorm(64, dtype=torch.float64), lnt.BatchNorm(64, dtype=torch.float64).cuda()
     torch.testing.assert_close(bn_gpu(x.cuda()).cpu(), bn_cpu(x), rtol=0, atol=1e-12)
     torch.testing.assert_close(bn_gpu.running_var.cpu(), bn_cpu.running_var, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_group_norm_module_matches_nn_group_norm_and_is_layer_norm_with_one_group(backend, rng):
+    x = rng.normal(2.0, 3.0, size=(5, 8, 6, 7))
+    gain, bias = rng.normal(size=(8, 1, 1)), rng.normal(size=(8, 1, 1))
+    reference = torch.nn.GroupNorm(4, 8, eps=1e-5, dtype=torch.float64)
+    with torch.no_grad():
+        reference.weight.copy_(torch.tensor(gain.ravel())), reference.bias.copy_(torch.tensor(bias.ravel()))
+    expected = reference(torch.tensor(x)).detach().numpy()
+    lib = lnp if backend == "numpy" else lnt
+    kwargs = {} if backend == "numpy" else {"dtype": torch.float64}
+    ours = lib.GroupNorm((8, 1, 1), 4, axis=(1, 2, 3), **kwargs)
+    one_group = lib.GroupNorm((8, 1, 1), 1, axis=(1, 2, 3), **kwargs)
+    layer = lib.LayerNorm((8, 1, 1), axis=(1, 2, 3), **kwargs)
+    if backend == "torch":
+        with torch.no_grad():
+            ours.gamma.copy_(torch.tensor(gain)), ours.beta.copy_(torch.tensor(bias))
+        x = torch.tensor(x)
+        y, y_one, y_layer = (m(x).detach().numpy() for m in (ours, one_group, layer))
+    else:
+        ours.gamma[...], ours.beta[...] = gain, bias
+        y, y_one, y_layer = ours(x), one_group(x), layer(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y_one, y_layer, rtol=1e-12, atol=1e-12)  # one group: layer norm over (C, H, W)
+    assert "num_groups=4" in repr(ours)
+    with pytest.raises(ValueError, match="num_groups=3 does not divide the 8 channels of axis 1"):
+        lib.GroupNorm((8, 1, 1), 3, axis=(1, 2, 3), **kwargs)(x)
+    with pytest.raises(ValueError, match="num_groups must be a positive int"):
+        lib.GroupNorm((8, 1, 1), 0, axis=(1, 2, 3))
+    with pytest.raises(TypeError, match="shape must be"):
+        lib.GroupNorm(2.5, 1)
+
+
+def test_group_norm_module_trains_through_lnlibs_backward(rng):
+    x = torch.tensor(rng.normal(size=(3, 8, 5, 5)), requires_grad=True)
+    module = lnt.GroupNorm((8, 1, 1), 2, axis=(1, 2, 3), dtype=torch.float64)
+    reference = torch.nn.GroupNorm(2, 8, dtype=torch.float64)
+    (dx,) = torch.autograd.grad((module(x) ** 3).sum(), x)
+    (dx_ref,) = torch.autograd.grad((reference(x) ** 3).sum(), x)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-10, atol=1e-10)
+    assert {n for n, _ in module.named_parameters()} == {"gamma", "beta"}

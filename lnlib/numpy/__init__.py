@@ -5,7 +5,7 @@ over; gains and biases broadcast against the input as in NumPy.
 """
 
 from .batch_norm import BatchNorm, batch_norm, batch_norm_backward, batch_norm_inference
-from .group_norm import group_norm, group_norm_backward
+from .group_norm import GroupNorm, group_norm, group_norm_backward
 from .layer_norm import LayerNorm, layer_norm, layer_norm_backward
 from .normalization import moments
 from .rms_norm import rms_norm, rms_norm_backward
@@ -13,6 +13,7 @@ from .weight_norm import weight_norm, weight_norm_backward
 
 __all__ = [
     "BatchNorm",
+    "GroupNorm",
     "LayerNorm",
     "batch_norm",
     "batch_norm_backward",

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_eps, check_num_groups, check_reduction_size, normalize_axis
-from ._arrays import as_float_array, as_param, sum_to_shape
+from .._checks import check_axis, check_bool, check_eps, check_num_groups, check_reduction_size, check_shape, normalize_axis
+from ._arrays import as_float_array, as_float_dtype, as_param, sum_to_shape
 from .normalization import gradients, standardize
 
 Axis = int | tuple[int, ...]
@@ -79,3 +79,36 @@ def group_norm_backward(dy: object, x: object, num_groups: int, gamma: object = 
     dgamma = None if gamma is None else sum_to_shape(dy * x_hat, gamma.shape).astype(x.dtype)
     dbeta = None if beta is None else sum_to_shape(dy, beta.shape).astype(x.dtype)
     return dx.reshape(x.shape).astype(x.dtype, copy=False), dgamma, dbeta
+
+
+class GroupNorm:
+    """Group norm with its own gain and bias (gains 1, biases 0), the twin of :class:`~lnlib.numpy.LayerNorm`.
+
+    ``shape`` is the shape of the gain and bias, broadcast against ``x`` (``(C, 1, 1)``: per channel, for an
+    NCHW batch with ``axis=(1, 2, 3)``). ``num_groups`` must divide the channels of ``axis``'s first axis
+    (checked on each call, with the input in hand). ``train()``/``eval()`` change nothing: the statistics
+    are each case's own.
+    """
+
+    def __init__(self, shape: int | tuple[int, ...], num_groups: int, *, axis: Axis = -1, eps: float = 1e-5,
+                 affine: bool = True, dtype: object = np.float64) -> None:
+        shape = check_shape(shape, name="shape")
+        check_axis(axis)
+        self.num_groups, self.axis, self.eps, self.training = check_num_groups(num_groups), axis, check_eps(eps), True
+        dtype = as_float_dtype(dtype)
+        self.gamma = np.ones(shape, dtype=dtype) if check_bool(affine, name="affine") else None
+        self.beta = np.zeros(shape, dtype=dtype) if affine else None
+
+    def __call__(self, x: object) -> np.ndarray:
+        return group_norm(x, self.num_groups, self.gamma, self.beta, axis=self.axis, eps=self.eps)
+
+    def train(self, mode: bool = True) -> "GroupNorm":
+        self.training = mode
+        return self
+
+    def eval(self) -> "GroupNorm":
+        return self.train(False)
+
+    def __repr__(self) -> str:
+        shape = None if self.gamma is None else self.gamma.shape
+        return f"GroupNorm(shape={shape}, num_groups={self.num_groups}, axis={self.axis}, eps={self.eps})"

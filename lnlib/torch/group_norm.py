@@ -7,10 +7,12 @@ Differentiable: the grouped standardization goes through lnlib's hand-derived ba
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .._checks import check_eps, check_reduction_size, normalize_axis
+from .._checks import check_axis, check_bool, check_eps, check_num_groups, check_reduction_size, check_shape, \
+    normalize_axis
 from ..numpy.group_norm import grouped_shape
-from ._tensors import as_float_tensor, as_param, sum_to_shape
+from ._tensors import as_float_dtype, as_float_tensor, as_param, sum_to_shape
 from .normalization import gradients, normalize, standardize
 
 Axis = int | tuple[int, ...]
@@ -57,3 +59,31 @@ def group_norm_backward(dy: torch.Tensor, x: torch.Tensor, num_groups: int, gamm
         dgamma = None if gamma is None else sum_to_shape(dy * x_hat, tuple(gamma.shape)).to(x.dtype)
         dbeta = None if beta is None else sum_to_shape(dy, tuple(beta.shape)).to(x.dtype)
     return dx.reshape(x.shape).to(x.dtype), dgamma, dbeta
+
+
+class GroupNorm(nn.Module):
+    """Group norm with a learnable gain and bias of shape ``shape`` (gains 1, biases 0), the twin of
+    :class:`~lnlib.torch.LayerNorm`: ``GroupNorm((C, 1, 1), G, axis=(1, 2, 3))`` for an NCHW batch is
+    ``torch.nn.GroupNorm(G, C)``; ``G = 1`` is layer norm over ``(C, H, W)`` with a per-channel affine."""
+
+    def __init__(self, shape: int | tuple[int, ...], num_groups: int, *, axis: Axis = -1, eps: float = 1e-5,
+                 affine: bool = True, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        shape = check_shape(shape, name="shape")
+        check_axis(axis)
+        self.num_groups, self.axis, self.eps = check_num_groups(num_groups), axis, check_eps(eps)
+        dtype = as_float_dtype(dtype)
+        if check_bool(affine, name="affine"):
+            self.gamma = nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
+            self.beta = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
+        else:
+            self.register_parameter("gamma", None)
+            self.register_parameter("beta", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return group_norm(x, self.num_groups, self.gamma, self.beta, axis=self.axis, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        shape = None if self.gamma is None else tuple(self.gamma.shape)
+        return f"shape={shape}, num_groups={self.num_groups}, axis={self.axis}, eps={self.eps}"
