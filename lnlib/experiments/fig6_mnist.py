@@ -523,15 +523,10 @@ def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progres
 
 
 def next_runs(specs: list[dict[str, Any]], folder: Path) -> Iterator[dict[str, Any]]:
-    """The runs of a stage that are not finished, in :func:`in_priority_order`, each checked when its turn
-    comes and skipped if another worker is training it: workers share one queue, so when a profile is
-    trained over several sittings the runs finished first are the first in priority, whatever the count of
-    workers (a worker started later joins the queue where it stands)."""
-    for spec in in_priority_order(specs):
-        key = run_key(spec)
-        if training.committed_log(folder, key, spec) is None and training.finished_log(folder, key, spec) is None \
-                and not training.in_training_elsewhere(folder, key):
-            yield spec
+    """The unfinished runs of a stage in :func:`in_priority_order`, from the queue the workers share
+    (:func:`training.pending`): when a profile is trained over several sittings, the runs finished first are
+    the first in priority, whatever the count of workers."""
+    return training.pending(in_priority_order(specs), folder, run_key)
 
 
 def in_priority_order(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

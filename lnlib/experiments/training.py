@@ -249,6 +249,18 @@ def _owner_is_gone(lock: Path) -> bool:
     return False
 
 
+def pending(specs: list[dict[str, Any]], folder: Path, key: Callable[[dict[str, Any]], str]
+            ) -> Iterator[dict[str, Any]]:
+    """The runs of ``specs`` (in their order) that are not finished (committed or in ``folder``), each checked
+    when its turn comes and skipped while another live process trains it: workers that iterate the same
+    list share one queue, and a worker started later joins it where it stands."""
+    for spec in specs:
+        k = key(spec)
+        if committed_log(folder, k, spec) is None and finished_log(folder, k, spec) is None \
+                and not in_training_elsewhere(folder, k):
+            yield spec
+
+
 def in_training_elsewhere(folder: Path, key: str) -> bool:
     """Whether a live process holds the lock of run ``key`` in ``folder`` right now (a worker that takes runs
     from a shared queue skips it instead of waiting for it)."""
