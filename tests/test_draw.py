@@ -112,3 +112,26 @@ def test_binarized_mnist_is_the_recorded_fixed_draw():
     assert bits[0, 0::3].sum() == 0 and bits[0, 1::3].all() and 400 < bits[0, 2::3].sum() < 600
     with pytest.raises(TypeError, match="pixels must be uint8"):
         bm.binarize(pixels.astype(np.float32))
+
+
+def test_a_smoke_draw_run_trains_resumes_and_draws(tmp_path, monkeypatch):
+    from lnlib.experiments import draw as experiment
+    from lnlib.experiments import training
+
+    monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path / "runs")
+    spec = dict(experiment.specs(experiment.PROFILES["smoke"], 0)[1], epochs=1, train_cases=640, test_cases=100,
+                train_eval_cases=100)
+    assert spec["variant"] == "layernorm" and spec["pictures"]
+    data = experiment.binarized_mnist.load()
+    folder = tmp_path / "draw-smoke-seed0"
+    with training.run_environment("cpu", threads=experiment.THREADS) as device:
+        log = experiment.train_run(spec, data, folder, device=device, progress=False)
+    test = log["test"][0]
+    assert 50 < test["bound"] < 600 and abs(test["bound"] - test["reconstruction"] - test["kl"]) < 1e-6
+    pictures = log["pictures"]
+    assert len(pictures["samples"]) == 36 and len(pictures["samples"][0]) == 784
+    assert len(pictures["canvases"]) == spec["glimpses"] and len(pictures["read_rows"][0]) == spec["read_n"]
+    assert experiment.train_run(spec, None, folder, progress=False)["test"] == log["test"]  # read, not retrained
+    model = experiment.make_model(spec)
+    same = experiment.bound(model, torch.from_numpy(data.test[:50]), seed=3)
+    assert same == experiment.bound(model, torch.from_numpy(data.test[:50]), seed=3)  # fixed evaluation noise
