@@ -39,7 +39,6 @@ input (the convolution's output, before the normalization) and the fraction of c
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -188,11 +187,8 @@ def specs(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: torch.device = torch.device("cpu"),
               progress: bool = True) -> dict[str, Any]:
     """Train one network (or resume it, or read its finished or committed log); returns its log."""
-    committed = training.committed_log(folder, run_key(spec), spec)
-    if committed is not None:
-        return committed
-    return training.train_once(folder, run_key(spec), spec,
-                               lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+    return training.read_or_train(folder, run_key(spec), spec,
+                                  lambda checkpoint: _train(spec, data, checkpoint, device, progress))
 
 
 def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: torch.device,
@@ -236,12 +232,8 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
                            ("test_error", test_error), ("test_nll", test_nll), ("train_seconds", trained),
                            ("epoch_seconds", time.perf_counter() - began)):
             log[key].append(value)
-        if not np.isfinite(train_nll):
-            log["diverged"] = True
+        if not training.end_of_epoch(checkpoint, spec, model, optimizer, log, epoch + 1, train_nll):
             break
-        training.save_checkpoint(checkpoint, spec, {"model": model.state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "log": log,
-                                                    "epoch": epoch + 1})
     if not log["diverged"]:
         log["unit_statistics"] = unit_statistics(model, test[0][:spec["statistics_cases"]])
     return log
@@ -253,30 +245,22 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
 
 def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
     """Runs planned and finished, and the single-core hours of the finished ones (:func:`training.progress`)."""
-    folder = training.run_folder(NAME, profile, seed)
-    return training.progress(folder, specs(params, seed), run_key, lambda log: sum(log["epoch_seconds"]),
-                             committed_only=committed_only)
+    return training.progress(training.run_folder(NAME, profile, seed), specs(params, seed), run_key,
+                             training.run_seconds, committed_only=committed_only)
 
 
 def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """Train every run of the profile that is not finished yet (resuming interrupted ones), then assemble."""
-    folder = training.run_folder(NAME, profile, seed)
-    data = mnist.load()
-    logs = {run_key(s): train_run(s, data, folder, device=torch.device(device), progress=progress)
-            for s in specs(params, seed)}
+    logs = training.train_all(NAME, profile, seed, specs(params, seed), run_key, train_run, mnist.load(), device,
+                              progress)
     return {"runs": logs, "border_pixels": BORDER_PIXELS, "groups": GROUPS,
-            "training_seconds": float(sum(sum(log["epoch_seconds"]) for log in logs.values()))}
+            "training_seconds": sum(map(training.run_seconds, logs.values()))}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = training.parse_worker_args("Train this worker's share of the convolutional runs of a profile.",
-                                      PROFILES, argv)
-    folder = training.run_folder(NAME, args.profile, args.seed)
-    data = mnist.load()
-    with training.run_environment(args.device, threads=THREADS) as dev:
-        for spec in training.pending(specs(PROFILES[args.profile], args.seed), folder, run_key):
-            train_run(spec, data, folder, device=dev)
-    print(f"worker {args.worker} of {args.workers}: no runs of profile {args.profile} left to start", file=sys.stdout)
+    training.work_through_queue(NAME, "Train this worker's share of the convolutional runs of a profile.", PROFILES,
+                                argv, specs=specs, key=run_key, train_run=train_run, load=mnist.load,
+                                threads=THREADS)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,10 @@ samples from the prior and the glimpse sequence of one test digit's reconstructi
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -98,11 +96,8 @@ def bound(model: model_lib.DRAW, images: torch.Tensor, seed: int, batch: int = 5
 def train_run(spec: dict[str, Any], data: binarized_mnist.Binarized, folder: Path, *,
               device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
     """Train one model (or resume it, or read its finished or committed log); returns its log."""
-    committed = training.committed_log(folder, run_key(spec), spec)
-    if committed is not None:
-        return committed
-    return training.train_once(folder, run_key(spec), spec,
-                               lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+    return training.read_or_train(folder, run_key(spec), spec,
+                                  lambda checkpoint: _train(spec, data, checkpoint, device, progress))
 
 
 def _train(spec: dict[str, Any], data: binarized_mnist.Binarized, checkpoint: Path, device: torch.device,
@@ -146,12 +141,8 @@ def _train(spec: dict[str, Any], data: binarized_mnist.Binarized, checkpoint: Pa
         for key, value in (("epoch", epoch + 1), ("train_loss", total / steps), ("clipped_steps", clipped),
                            ("train_seconds", trained), ("epoch_seconds", time.perf_counter() - began)):
             log[key].append(value)
-        if not np.isfinite(log["test"][-1]["bound"]):
-            log["diverged"] = True
+        if not training.end_of_epoch(checkpoint, spec, model, optimizer, log, epoch + 1, log["test"][-1]["bound"]):
             break
-        training.save_checkpoint(checkpoint, spec, {"model": model.state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "log": log,
-                                                    "epoch": epoch + 1})
     if spec["pictures"] and not log["diverged"]:
         log["pictures"] = pictures(model, test)
     return log
@@ -183,29 +174,22 @@ def pictures(model: model_lib.DRAW, test: torch.Tensor, samples: int = 36) -> di
 
 
 def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
-    folder = training.run_folder(NAME, profile, seed)
-    return training.progress(folder, specs(params, seed), run_key, lambda log: sum(log["epoch_seconds"]),
-                             committed_only=committed_only)
+    return training.progress(training.run_folder(NAME, profile, seed), specs(params, seed), run_key,
+                             training.run_seconds, committed_only=committed_only)
 
 
 def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """Train every run of the profile that is not finished yet (resuming interrupted ones), then assemble."""
-    folder = training.run_folder(NAME, profile, seed)
-    data = binarized_mnist.load()
-    logs = {run_key(s): train_run(s, data, folder, device=torch.device(device), progress=progress)
-            for s in specs(params, seed)}
+    logs = training.train_all(NAME, profile, seed, specs(params, seed), run_key, train_run, binarized_mnist.load(), device,
+                              progress)
     return {"runs": logs, "binarization": {"seed": binarized_mnist.SEED, "sha256": binarized_mnist.SHA256},
-            "training_seconds": float(sum(sum(log["epoch_seconds"]) for log in logs.values()))}
+            "training_seconds": sum(map(training.run_seconds, logs.values()))}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = training.parse_worker_args("Train this worker's share of the DRAW runs of a profile.", PROFILES, argv)
-    folder = training.run_folder(NAME, args.profile, args.seed)
-    data = binarized_mnist.load()
-    with training.run_environment(args.device, threads=THREADS) as dev:
-        for spec in training.pending(specs(PROFILES[args.profile], args.seed), folder, run_key):
-            train_run(spec, data, folder, device=dev)
-    print(f"worker {args.worker} of {args.workers}: no runs of profile {args.profile} left to start", file=sys.stdout)
+    training.work_through_queue(NAME, "Train this worker's share of the DRAW runs of a profile.", PROFILES,
+                                argv, specs=specs, key=run_key, train_run=train_run, load=binarized_mnist.load,
+                                threads=THREADS)
 
 
 if __name__ == "__main__":

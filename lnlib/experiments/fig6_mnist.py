@@ -175,11 +175,8 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
               progress: bool = True) -> dict[str, Any]:
     """Train one network (or resume it from its last checkpoint, or read it if finished here or committed
     under :data:`training.COMMITTED_RUNS`); returns its log."""
-    committed = training.committed_log(folder, run_key(spec), spec)
-    if committed is not None:
-        return committed
-    return training.train_once(folder, run_key(spec), spec,
-                               lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+    return training.read_or_train(folder, run_key(spec), spec,
+                                  lambda checkpoint: _train(spec, data, checkpoint, device, progress))
 
 
 def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: torch.device,
@@ -223,12 +220,8 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
         log["test_nll"].append(test_nll)
         log["train_seconds"].append(trained)
         log["epoch_seconds"].append(time.perf_counter() - began)
-        if not np.isfinite(train_nll):
-            log["diverged"] = True
+        if not training.end_of_epoch(checkpoint, spec, model, optimizer, log, epoch + 1, train_nll):
             break
-        training.save_checkpoint(checkpoint, spec, {"model": model.state_dict(),
-                                                    "optimizer": optimizer.state_dict(), "log": log,
-                                                    "epoch": epoch + 1})
     if spec.get("online_check"):
         log["online"] = online_inference(model, test)
     return log

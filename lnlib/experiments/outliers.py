@@ -21,7 +21,6 @@ a variant's *impact* at a rate is its test error there minus its test error at r
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -103,28 +102,21 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder, *, device: torch.
 
 
 def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
-    folder = training.run_folder(NAME, profile, seed)
-    return training.progress(folder, specs(params, seed), fig6.run_key, lambda log: sum(log["epoch_seconds"]),
-                             committed_only=committed_only)
+    return training.progress(training.run_folder(NAME, profile, seed), specs(params, seed), fig6.run_key,
+                             training.run_seconds, committed_only=committed_only)
 
 
 def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
     """Train every run of the profile that is not finished yet, then assemble."""
-    folder = training.run_folder(NAME, profile, seed)
-    data = mnist.load()
-    logs = {fig6.run_key(s): train_run(s, data, folder, device=torch.device(device), progress=progress)
-            for s in specs(params, seed)}
+    logs = training.train_all(NAME, profile, seed, specs(params, seed), fig6.run_key, train_run, mnist.load(), device,
+                              progress)
     return {"runs": logs, "training_seconds": float(sum(sum(log["epoch_seconds"]) for log in logs.values()))}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = training.parse_worker_args("Train this worker's share of the outlier runs of a profile.", PROFILES, argv)
-    folder = training.run_folder(NAME, args.profile, args.seed)
-    data = mnist.load()
-    with training.run_environment(args.device, threads=THREADS) as dev:
-        for spec in training.pending(specs(PROFILES[args.profile], args.seed), folder, fig6.run_key):
-            train_run(spec, data, folder, device=dev)
-    print(f"worker {args.worker} of {args.workers}: no runs of profile {args.profile} left to start", file=sys.stdout)
+    training.work_through_queue(NAME, "Train this worker's share of the outlier runs of a profile.", PROFILES, argv,
+                                specs=specs, key=fig6.run_key, train_run=train_run, load=mnist.load,
+                                threads=THREADS)
 
 
 if __name__ == "__main__":

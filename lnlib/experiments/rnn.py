@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -503,11 +502,8 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST | None, folder: Path, *,
               device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, Any]:
     """Train one run (or resume it from its last checkpoint, or read it if finished here or committed under
     :data:`training.COMMITTED_RUNS`); returns its log."""
-    committed = training.committed_log(folder, run_key(spec), spec)
-    if committed is not None:
-        return committed
-    return training.train_once(folder, run_key(spec), spec,
-                               lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+    return training.read_or_train(folder, run_key(spec), spec,
+                                  lambda checkpoint: _train(spec, data, checkpoint, device, progress))
 
 
 def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:

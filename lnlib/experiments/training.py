@@ -249,6 +249,57 @@ def _owner_is_gone(lock: Path) -> bool:
     return False
 
 
+def read_or_train(folder: Path, key: str, spec: dict[str, Any], train: Callable[[Path], dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """The log of run ``key``: its committed log if there is one (:func:`committed_log`), else
+    :func:`train_once` (read if finished in ``folder``, resumed from its checkpoint, or trained)."""
+    committed = committed_log(folder, key, spec)
+    return committed if committed is not None else train_once(folder, key, spec, train)
+
+
+def end_of_epoch(checkpoint: Path, spec: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 log: dict[str, Any], epoch: int, watched: float) -> bool:
+    """After epoch ``epoch`` (1-based) of an epoch-based run: if ``watched`` (a loss just measured) is not
+    finite, mark the log diverged and return False (stop); otherwise save the checkpoint (model, optimizer,
+    log, epoch) and return True."""
+    if not np.isfinite(watched):
+        log["diverged"] = True
+        return False
+    save_checkpoint(checkpoint, spec, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "log": log, "epoch": epoch})
+    return True
+
+
+def train_all(name: str, profile: str, seed: int, specs: list[dict[str, Any]], key: Callable[[dict[str, Any]], str],
+              train_run: Callable[..., dict[str, Any]], data: Any, device: str, progress: bool
+              ) -> dict[str, dict[str, Any]]:
+    """Every run of ``specs`` by ``train_run`` (read if finished or committed, else resumed or trained), as
+    ``{key: log}``: the body of an experiment's ``run`` for a profile of independent runs."""
+    folder = run_folder(name, profile, seed)
+    return {key(s): train_run(s, data, folder, device=torch.device(device), progress=progress) for s in specs}
+
+
+def run_seconds(log: dict[str, Any]) -> float:
+    """The single-core seconds an epoch-based run took (the sum of its ``epoch_seconds``), for :func:`progress`."""
+    return float(sum(log["epoch_seconds"]))
+
+
+def work_through_queue(name: str, description: str, profiles: dict[str, Any], argv: list[str] | None, *,
+                       specs: Callable[[dict[str, Any], int], list[dict[str, Any]]],
+                       key: Callable[[dict[str, Any]], str], train_run: Callable[..., dict[str, Any]],
+                       load: Callable[[], Any], threads: int | None) -> None:
+    """The worker command of an experiment (``python -m lnlib.experiments.<name> --profile P --worker i
+    --workers n``): train the profile's unfinished runs from the queue the workers share (:func:`pending`),
+    with ``train_run(spec, data, folder, device=...)`` and ``data = load()``."""
+    args = parse_worker_args(description, profiles, argv)
+    folder = run_folder(name, args.profile, args.seed)
+    data = load()
+    with run_environment(args.device, threads=threads) as device:
+        for spec in pending(specs(profiles[args.profile], args.seed), folder, key):
+            train_run(spec, data, folder, device=device)
+    print(f"worker {args.worker} of {args.workers}: no runs of profile {args.profile} of {name} left to start")
+
+
 def pending(specs: list[dict[str, Any]], folder: Path, key: Callable[[dict[str, Any]], str]
             ) -> Iterator[dict[str, Any]]:
     """The runs of ``specs`` (in their order) that are not finished (committed or in ``folder``), each checked
