@@ -871,6 +871,194 @@ def h10_long_sequences_small_batches(record: Record, threshold: float | None = N
     return verdict_from_parts(parts, len(seeds), summary, head)
 
 
+# --- Convolutional networks, outliers, DRAW, generalization (chapters 12-14) ----------------------------------
+
+#: The last epochs a final test metric is taken over (median), so that one noisy epoch does not decide.
+FINAL_WINDOW = 2
+#: Ties in a comparison of DRAW bounds: the bound is evaluated with one posterior sample per test image;
+#: two evaluations of the same model with other noise differ by about 0.05 nats, so 0.1 nats is a difference.
+NATS_RESOLUTION = 0.1
+
+
+def _final(log: Log, key: str, window: int = FINAL_WINDOW) -> float:
+    """The median of ``log[key]`` over its last ``window`` epochs; ``inf`` for a diverged or empty run."""
+    values = [v for v in log[key][-window:]]
+    if log.get("diverged") or not values or any(v is None or not math.isfinite(v) for v in values):
+        return math.inf
+    return _median([float(v) for v in values])
+
+
+def select(data: dict[str, Any], **spec: Any) -> list[Log]:
+    """The logs whose spec has every given ``key=value`` (nested ``outliers`` entries as ``definition``,
+    ``rate``), in seed order."""
+    def has(log: Log) -> bool:
+        s = dict(log["spec"], **log["spec"].get("outliers", {}))
+        return all(s.get(k) == v for k, v in spec.items())
+    return sorted((log for log in data["runs"].values() if has(log)), key=lambda log: log["spec"]["seed"])
+
+
+def _seeds(data: dict[str, Any]) -> int:
+    return len({log["spec"]["seed"] for log in data["runs"].values()})
+
+
+def h14_convnets(record: Record) -> Verdict:
+    """H14: in a convolutional network layer norm (over each layer's channels and positions, ``layernorm_chw``)
+    trains faster than no normalization, and batch norm beats layer norm.
+
+    Faster: per seed, :math:`\\log(\\text{NLL}_{none}/\\text{NLL}_{LN})` of the training NLL at the first epoch,
+    the middle one and the last (resolution 0.01). Beats: per seed, LN's final test error minus BN's (the
+    median over the last :data:`FINAL_WINDOW` epochs; resolution one test case), and the same for the
+    training NLL's log ratio at the last epoch."""
+    data = record["data"]
+    epochs = int(record["params"]["epochs"])
+    cases = int(record["params"]["eval_cases"])
+    none, ln, bn = (select(data, variant=v) for v in ("none", "layernorm_chw", "batchnorm"))
+    parts = []
+    for epoch in sorted({1, (epochs + 1) // 2, epochs}):
+        parts.append(compare(f"LN faster than none: training NLL log ratio at epoch {epoch}",
+                             [_log_ratio(a, b, epoch) for a, b in paired(none, ln)], NLL_LOG_RATIO_RESOLUTION))
+    parts.append(compare("BN beats LN: final test error, LN minus BN",
+                         [_difference(_final(a, "test_error"), _final(b, "test_error")) for a, b in paired(ln, bn)],
+                         1.0 / cases))
+    parts.append(compare(f"BN beats LN: training NLL log ratio at epoch {epochs}",
+                         [_log_ratio(a, b, epochs) for a, b in paired(ln, bn)], NLL_LOG_RATIO_RESOLUTION))
+    errors = {name: _median([_final(log, "test_error") for log in logs]) for name, logs in
+              (("none", none), ("LN", ln), ("BN", bn)) if logs}
+    summary = "final test error " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in errors.items())
+    return verdict_from_parts(parts, _seeds(data), summary)
+
+
+def _log_ratio(a: Log, b: Log, epoch: int) -> Effect:
+    """``log(a/b)`` of the training NLL at ``epoch``: positive when ``b`` is lower; ``None`` if either is missing."""
+    x, y = at_epoch(a, "train_nll", epoch), at_epoch(b, "train_nll", epoch)
+    return None if x is None or y is None else _log(x) - _log(y)
+
+
+def s001_outliers(record: Record) -> Verdict:
+    """S001-outliers: layer norm "reduces the impact of outliers" in the training data.
+
+    A variant's *impact* at a corruption and rate is its final test error there minus its final test error
+    on clean data, per seed (the runs are paired: same weights and batches). One part per (definition,
+    rate, rival): per seed the rival's impact minus LN's (positive: LN is hurt less), resolution one test
+    case; rivals the baseline and batch norm."""
+    data = record["data"]
+    cases = int(record["params"]["eval_cases"])
+    parts, impacts = [], []
+    clean = {v: seeds_of(select(data, variant=v, rate=0.0)) for v in ("baseline", "batchnorm", "layernorm")}
+
+    def impact(variant: str, definition: str, rate: float) -> dict[int, float]:
+        return {s: _final(log, "test_error") - _final(clean[variant][s], "test_error")
+                for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
+                if s in clean[variant]}
+
+    rates = sorted({float(log["spec"]["outliers"]["rate"]) for log in data["runs"].values()} - {0.0})
+    definitions = sorted({log["spec"]["outliers"]["definition"] for log in data["runs"].values()} - {"none"})
+    for definition in definitions:
+        for rate in rates:
+            ln = impact("layernorm", definition, rate)
+            impacts.append(f"{definition} {100 * rate:g}%: LN {100 * _median(list(ln.values())):+.2f}"
+                           if ln else f"{definition} {100 * rate:g}%: LN -")
+            for rival, name in (("baseline", "none"), ("batchnorm", "BN")):
+                other = impact(rival, definition, rate)
+                common = sorted(set(ln) & set(other))
+                parts.append(compare(f"{definition} {100 * rate:g}%: impact {name} minus LN",
+                                     [_difference(other[s], ln[s]) for s in common], 1.0 / cases))
+                impacts[-1] += f", {name} {100 * _median([other[s] for s in common]):+.2f}" if common else ""
+    return verdict_from_parts(parts, _seeds(data), "test-error change (pts) " + "; ".join(impacts))
+
+
+def _bounds(log: Log, split: str = "test") -> list[float]:
+    return [float(b["bound"]) for b in log[split]]
+
+
+def h15_draw_speed(record: Record) -> Verdict:
+    """H15a: DRAW with LN "converges almost twice as fast".
+
+    Per seed: the baseline's test bound at the profile's last epoch :math:`E` is the target; LN's first
+    epoch :math:`e` with a bound at most that target gives the speed-up :math:`\\log_2(E/e)` (a run that never
+    gets there: none). One part, resolution :math:`\\log_2(E/(E-2))` (two epochs earlier than the baseline);
+    the summary gives the median factor :math:`E/e` against the paper's "about 2"."""
+    data = record["data"]
+    pairs = paired(select(data, variant="baseline"), select(data, variant="layernorm"))
+    epochs = int(record["params"]["epochs"])
+    effects: list[Effect] = []
+    for base, ln in pairs:
+        target = _bounds(base)[-1]
+        reach = first_reaching(ln["epoch"], _bounds(ln), target)
+        effects.append(None if reach is None else math.log2(epochs / reach))
+    resolution = math.log2(epochs / max(epochs - 2, 1))
+    part = compare(f"log2 speed-up to the baseline's epoch-{epochs} test bound", effects, resolution, "octaves")
+    factor = f"median factor x{2 ** part.median:.2f} (paper: about 2)" if part.effects else "LN never got there"
+    return verdict_from_parts([part], len(pairs), factor)
+
+
+def h15_draw_final_bound(record: Record) -> Verdict:
+    """H15b: DRAW with LN reaches a better (lower) final test bound: per seed the baseline's bound minus LN's
+    at the last epoch (median over the last :data:`FINAL_WINDOW`), resolution :data:`NATS_RESOLUTION`."""
+    data = record["data"]
+    pairs = paired(select(data, variant="baseline"), select(data, variant="layernorm"))
+    final = [(_median(_bounds(b)[-FINAL_WINDOW:]), _median(_bounds(ln)[-FINAL_WINDOW:])) for b, ln in pairs]
+    part = compare("final test bound, baseline minus LN", [b - ln for b, ln in final], NATS_RESOLUTION, "nats")
+    summary = (f"baseline {_median([b for b, _ in final]):.2f}, LN {_median([ln for _, ln in final]):.2f} nats "
+               f"(paper 82.36, 82.09 after 200 epochs)") if final else ""
+    return verdict_from_parts([part], len(pairs), summary)
+
+
+#: S001-generalization's settings: (result, label, LN variant, baseline variant, selection, resolution): the
+#: experiments of the book with a test set, LN against its unnormalized twin.
+GENERALIZATION_SETTINGS: tuple[tuple[str, str, str, str, dict[str, Any], float], ...] = (
+    ("fig6_mnist", "MLP batch 128, test error", "layernorm", "baseline", {"kind": "main", "batch_size": 128}, 1e-4),
+    ("fig6_mnist", "MLP batch 4, test error", "layernorm", "baseline", {"kind": "main", "batch_size": 4}, 1e-4),
+    ("rnn", "seq. MNIST LSTM, test error", "ln_lstm", "lstm", {"task": "seqmnist"}, 1e-4),
+    ("rnn", "seq. MNIST GRU, test error", "ln_gru", "gru", {"task": "seqmnist"}, 1e-4),
+    ("rnn", "seq. MNIST tanh RNN, test error", "ln_rnn", "rnn", {"task": "seqmnist"}, 1e-4),
+    ("rnn", "adding LSTM, test MSE at the training length", "ln_lstm", "lstm", {"task": "adding"}, MSE_RESOLUTION),
+    ("convnet", "CNN, test error", "layernorm_chw", "none", {}, 1e-4),
+    ("draw", "DRAW, test bound (nats)", "layernorm", "baseline", {}, NATS_RESOLUTION),
+)
+
+
+def test_metric(result: str, log: Log) -> float:
+    """The final test metric of one run of ``result`` (lower is better): test error, test MSE or bound."""
+    if result in ("fig6_mnist", "convnet"):
+        return _final(log, "test_error")
+    if result == "rnn":  # sequential MNIST: test error; adding: test MSE at the training length (the first)
+        if log.get("diverged"):
+            return math.inf
+        return float(log["test"]["error"]) if "test" in log else float(log["test_mse"][0])
+    if result == "draw":
+        return _median(_bounds(log)[-FINAL_WINDOW:])
+    raise ValueError(f"result must be one of fig6_mnist, convnet, rnn, draw; got {result!r}")
+
+
+def s001_generalization(records: dict[str, Record]) -> Verdict:
+    """S001-generalization: layer norm "improves generalization", judged where the book has a test set.
+
+    One part per setting of :data:`GENERALIZATION_SETTINGS` whose result exists: per seed the baseline's
+    final test metric minus LN's (positive: LN is better on unseen data), at the setting's resolution. The
+    summary counts the settings in which LN helps (the part's median at least the resolution), hurts (at
+    most minus it) or ties."""
+    parts, helps, hurts, ties = [], 0, 0, 0
+    for result, label, ln, base, where, resolution in GENERALIZATION_SETTINGS:
+        if result not in records:
+            continue
+        data = records[result]["data"]
+        pairs = paired(select(data, variant=base, **where), select(data, variant=ln, **where))
+        if not pairs:
+            continue
+        part = compare(label, [_difference(test_metric(result, b), test_metric(result, a)) for b, a in pairs],
+                       resolution)
+        parts.append(part)
+        helps += part.median >= _at_least(resolution)
+        hurts += part.median <= -_at_least(resolution)
+        ties += abs(part.median) < _at_least(resolution)
+    if not parts:
+        return Verdict("not tested at this profile", "none of the results with a test set exists at this profile")
+    seeds = min(len(p.effects) for p in parts)
+    return verdict_from_parts(parts, seeds, f"LN helps in {helps}, hurts in {hurts}, ties in {ties} of "
+                                            f"{len(parts)} settings")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Exact measurements (no training, no seeds to pool): each check holds or it does not
 
@@ -1011,9 +1199,19 @@ CHECKS: dict[str, Callable[[Record], Verdict]] = {
     "H12": h12_gain_insensitivity,
     "H13a": h13a_missing_statistics,
     "H13b": h13b_longer_sequences,
+    "H14": h14_convnets,
+    "H15a": h15_draw_speed,
+    "H15b": h15_draw_final_bound,
     "S001-epsilon": s001_epsilon_quiz,
+    "S001-outliers": s001_outliers,
     "S001-vanishing": s001_vanishing_gradients,
     "S003-placement": s003_placement,
+}
+
+
+#: Claim identifiers judged across several result files (their entry's ``result`` is a list).
+CHECKS_ACROSS: dict[str, Callable[[dict[str, Record]], Verdict]] = {
+    "S001-generalization": s001_generalization,
 }
 
 
@@ -1042,6 +1240,8 @@ def judge(entry: dict[str, Any], *, profile: str, seed: int = 0) -> Judgement:
     the file does not exist, "could not be judged" (naming the file and the reason) if it is malformed,
     names another experiment/profile/seed, or lacks what the verdict needs. ``measured`` entries carry a
     status shown by a chapter's direct computation; the others are "not tested here" with a reason."""
+    if "check" in entry and isinstance(entry["result"], list):
+        return _judge_across(entry, profile, seed)
     if "check" in entry:
         path = results.result_path(entry["result"], profile, seed)
         try:
@@ -1059,6 +1259,28 @@ def judge(entry: dict[str, Any], *, profile: str, seed: int = 0) -> Judgement:
     if "measured" in entry:
         return Judgement(entry["measured"], _clip(entry["evidence"]), entry["evidence"])
     return Judgement(entry["status"], _clip(entry["reason"]), entry["reason"])
+
+
+def _judge_across(entry: dict[str, Any], profile: str, seed: int) -> Judgement:
+    """An entry judged across several result files (``result`` a list; :data:`CHECKS_ACROSS`): those that
+    exist at ``profile`` are judged together, the missing ones are named in the details."""
+    records, missing = {}, []
+    for name in entry["result"]:
+        try:
+            records[name] = results.load_result(name, profile, seed)
+        except results.MissingResultError:
+            missing.append(results.result_path(name, profile, seed).name)
+        except results.ResultFileError as err:
+            path = results.result_path(name, profile, seed)
+            return Judgement("could not be judged", _clip(f"{path.name}: {_reason(err, path)}"), str(err), path.name)
+    try:
+        verdict = CHECKS_ACROSS[entry["check"]](records)
+    except _MALFORMED as err:
+        reason = f"{', '.join(records)}: {type(err).__name__}: {err}"
+        return Judgement("could not be judged", _clip(reason), reason)
+    files = ", ".join(results.result_path(name, profile, seed).name for name in records)
+    details = verdict.details + (f"; not available at this profile: {', '.join(missing)}" if missing else "")
+    return Judgement(verdict.status, verdict.evidence, details, files or None)
 
 
 def _reason(err: Exception, path: Any) -> str:

@@ -32,7 +32,9 @@ def test_entry_is_well_formed(entry):
     assert entry["claim"] and entry["source"]
     kinds = [k for k in ("check", "measured", "status") if k in entry]
     assert len(kinds) == 1, f"{entry['id']}: exactly one of check / measured / status"
-    if "check" in entry:
+    if "check" in entry and isinstance(entry["result"], list):  # judged across several results
+        assert entry["check"] in claims.CHECKS_ACROSS and entry["result"]
+    elif "check" in entry:
         assert entry["check"] in claims.CHECKS and entry["result"]
     elif "measured" in entry:
         assert entry["measured"] in claims.STATUSES and entry["evidence"]
@@ -416,3 +418,81 @@ def test_h4_can_race_batch_norms_training_mode_nll_where_it_was_logged():
     assert claims.h4_faster_convergence(record, rival_nll="train_nll_batch_statistics").status == "not reproduced"
     with pytest.raises(ValueError, match="rival_nll"):
         claims.h4_faster_convergence(record, rival_nll="test_nll")
+
+
+def _runs(*logs):
+    return {"runs": {f"r{i}": log for i, log in enumerate(logs)}}
+
+
+def _cnn(variant, seed, nll, err):
+    return {"spec": {"variant": variant, "seed": seed}, "epoch": list(range(1, len(nll) + 1)), "train_nll": nll,
+            "test_error": err}
+
+
+def test_h14_splits_ln_beats_none_from_bn_beats_ln():
+    logs = []
+    for s in range(3):
+        logs += [_cnn("none", s, [0.5, 0.3, 0.2, 0.1], [0.05, 0.03, 0.02, 0.02]),
+                 _cnn("layernorm_chw", s, [0.3, 0.1, 0.05, 0.03], [0.03, 0.02, 0.015, 0.015]),
+                 _cnn("batchnorm", s, [0.2, 0.05, 0.02, 0.01], [0.02, 0.012, 0.01, 0.01])]
+    record = {"params": {"epochs": 4, "eval_cases": 10_000}, "data": _runs(*logs)}
+    verdict = claims.h14_convnets(record)
+    assert verdict.status == "reproduced" and verdict.evidence.startswith("3 seeds; 5 reproduced")
+    for log in logs:  # now batch norm ends where layer norm does: LN still beats none, BN no longer beats LN
+        if log["spec"]["variant"] == "batchnorm":
+            log["train_nll"], log["test_error"] = [0.3, 0.1, 0.05, 0.03], [0.03, 0.02, 0.015, 0.015]
+    verdict = claims.h14_convnets(record)
+    assert verdict.status == "partly reproduced" and "3 reproduced, 0 partly, 2 not" in verdict.evidence
+
+
+def _outlier_log(variant, seed, definition, rate, err):
+    return {"spec": {"variant": variant, "seed": seed,
+                     "outliers": {"definition": definition, "rate": rate}}, "test_error": [err, err]}
+
+
+def test_s001_outliers_compares_impacts_not_errors():
+    logs = []
+    for s in range(3):
+        for variant, clean, hit in (("baseline", 0.02, 0.03), ("batchnorm", 0.015, 0.04), ("layernorm", 0.01, 0.012)):
+            logs += [_outlier_log(variant, s, "none", 0.0, clean), _outlier_log(variant, s, "scaled", 0.1, hit)]
+    record = {"params": {"eval_cases": 10_000}, "data": _runs(*logs)}
+    verdict = claims.s001_outliers(record)
+    assert verdict.status == "reproduced" and "scaled 10%: LN +0.20, none +1.00, BN +2.50" in verdict.evidence
+    for log in logs:  # layer norm hit harder than no normalization, less than batch norm: partly
+        if log["spec"]["variant"] == "layernorm" and log["spec"]["outliers"]["rate"]:
+            log["test_error"] = [0.03, 0.03]
+    assert claims.s001_outliers(record).status == "partly reproduced"
+
+
+def _draw_log(variant, seed, bounds):
+    return {"spec": {"variant": variant, "seed": seed}, "epoch": list(range(1, len(bounds) + 1)),
+            "test": [{"bound": b} for b in bounds]}
+
+
+def test_h15_measures_the_speed_up_to_the_baselines_final_bound_and_the_final_gap():
+    base = [120, 110, 104, 100, 97, 95, 94, 93]
+    ln = [115, 100, 95, 93, 92, 91, 90.5, 90.2]  # reaches 93 (baseline's epoch 8) at epoch 4
+    record = {"params": {"epochs": 8}, "data": _runs(*[_draw_log(v, s, b) for s in range(3)
+                                                      for v, b in (("baseline", base), ("layernorm", ln))])}
+    speed = claims.h15_draw_speed(record)
+    assert speed.status == "reproduced" and "median factor x2.00" in speed.evidence
+    final = claims.h15_draw_final_bound(record)
+    assert final.status == "reproduced" and "baseline 93.50, LN 90.35" in final.evidence
+    slow = {"params": {"epochs": 8}, "data": _runs(*[_draw_log(v, s, base) for s in range(3)
+                                                     for v in ("baseline", "layernorm")])}
+    assert claims.h15_draw_speed(slow).status == "not reproduced"  # the same curve: no speed-up
+    assert claims.h15_draw_final_bound(slow).status == "not reproduced"
+
+
+def test_generalization_is_judged_across_the_results_that_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv("LNLIB_RESULTS_DIR", str(tmp_path))
+    logs = [_cnn(v, s, [0.1, 0.1], [err, err]) for s in range(3) for v, err in (("none", 0.02), ("layernorm_chw", 0.015))]
+    record = results.make_record(experiment="convnet", profile="cpu", seed=0, params={"epochs": 2}, data=_runs(*logs),
+                                 device="cpu", wall_time_s=1.0)
+    results.save(record)
+    entry = {"id": "S001-generalization", "check": "S001-generalization", "result": ["convnet", "draw"]}
+    judgement = claims.judge(entry, profile="cpu")
+    assert judgement.status == "reproduced" and "LN helps in 1, hurts in 0, ties in 0 of 1 settings" in judgement.evidence
+    assert "not available at this profile: draw-cpu-seed0.json" in judgement.details
+    assert judgement.result_file == "convnet-cpu-seed0.json"
+    assert claims.judge(entry, profile="paper").status == "not tested at this profile"
