@@ -432,6 +432,9 @@ def h3_batch_size_robustness(record: Record, *, small_batch_rate: str = "shared"
     sizes = _main_batch_sizes(record)
     small, large = sizes[-1], sizes[0]
     data = record["data"]
+    if small_batch_rate == "own best" and not any(log["spec"]["kind"] == "lr_small" for log in data["runs"].values()):
+        return Verdict("not tested at this profile", f"no runs at other batch-{small} learning rates (control c) in "
+                                                     f"this result")
     eval_cases = int(record["params"]["eval_cases"])
     worse: dict[str, dict[int, tuple[float, float]]] = {}
     window = range(1, 1)

@@ -394,6 +394,7 @@ def _with_small_batch_rate(record, variant, lr, nll, valid):
 
 def test_h3_at_each_variants_own_best_small_batch_rate_uses_the_validation_error():
     record = _h3_record([0.1, 0.02, 0.011], [0.5, 0.3, 0.2])
+    assert claims.h3_batch_size_robustness(record, small_batch_rate="own best").status == "not tested at this profile"
     # batch norm does as well as LN at batch 4 at a smaller rate, which validation prefers
     _with_small_batch_rate(record, "batchnorm", 3e-4, [0.1, 0.02, 0.011], [0.04, 0.03, 0.02])
     _with_small_batch_rate(record, "layernorm", 3e-4, [0.2, 0.1, 0.05], [0.06, 0.05, 0.04])
