@@ -36,6 +36,7 @@ the claimed effect", never "the opposite is true".
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -336,7 +337,7 @@ H4_RIVALS = BN_RIVALS
 BN_NLL_KEYS = ("train_nll", "train_nll_batch_statistics")
 
 
-def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll") -> Verdict:
+def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll", consecutive: int = 1) -> Verdict:
     """H4: layer norm reaches each training-NLL threshold in fewer epochs than batch norm.
 
     One part per (rival, batch size, threshold), the rivals of :data:`H4_RIVALS` that the result has: per
@@ -344,7 +345,9 @@ def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll") -> Ve
     resolution two epochs (the evaluation grid's step is one epoch). Parts that neither variant reaches in
     any seed are left out and counted as planned but not judged. ``rival_nll`` (one of
     :data:`BN_NLL_KEYS`) is the batch-norm runs' NLL to race with: a pair whose rival log lacks it is left
-    out (layer norm's NLL is the same in both modes)."""
+    out (layer norm's NLL is the same in both modes). ``consecutive``: a threshold counts as reached at the
+    first of that many consecutive epochs at or below it (:func:`first_reaching`; the NLL jumps by a factor
+    of several from epoch to epoch late in training, so one dip below a threshold can be luck)."""
     if rival_nll not in BN_NLL_KEYS:
         raise ValueError(f"rival_nll must be one of {BN_NLL_KEYS}, got {rival_nll!r}")
     parts, skipped, leads = [], [], []
@@ -359,11 +362,13 @@ def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll") -> Ve
                 continue
             for t in FIG6_THRESHOLDS:
                 label = f"{name} batch {bs} NLL<={t:g}" if rival != "batchnorm" else f"batch {bs} NLL<={t:g}"
-                effects = [race_effect(epochs_to_reach(ln, "train_nll", t), epochs_to_reach(bn, rival_nll, t),
-                                       int(ln["spec"]["epochs"]) + 1, earliest=1,
-                                       resolution=float(GRID_STEPS_RESOLUTION)) for ln, bn in pairs]
+                reached = [(first_reaching(ln["epoch"], ln["train_nll"], t, consecutive=consecutive),
+                            first_reaching(bn["epoch"], bn[rival_nll], t, consecutive=consecutive)) for ln, bn in pairs]
+                effects = [race_effect(a, b, int(ln["spec"]["epochs"]) + 1, earliest=1,
+                                       resolution=float(GRID_STEPS_RESOLUTION)) for (a, b), (ln, _) in zip(reached, pairs)]
                 if all(e is None for e in effects):
-                    skipped.append(label)
+                    both_at_once = all(a == 1 and b == 1 for a, b in reached)
+                    skipped.append(f"{label} ({'both there at epoch 1' if both_at_once else 'neither reached it'})")
                     continue
                 rival_parts.append(compare(label, effects, float(GRID_STEPS_RESOLUTION), "epochs"))
         if rival_parts:
@@ -373,9 +378,34 @@ def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll") -> Ve
     if not parts:
         return Verdict("not tested at this profile", "no training-NLL threshold was reached by either variant",
                        f"thresholds {FIG6_THRESHOLDS} not reached: {', '.join(skipped)}")
-    head = f"not reached by either: {', '.join(skipped)}" if skipped else ""
+    head = f"not measurable: {', '.join(skipped)}" if skipped else ""
     return verdict_from_parts(parts, _fig6_seeds(record), f"LN's median lead {', '.join(leads)} epochs", head,
                               planned=len(parts) + len(skipped))
+
+
+def under_every_pairing(check: Callable[..., Verdict], record: Record, variant: str = "layernorm",
+                        **options: Any) -> dict[str, int]:
+    """How many matchings of seeds give each status of ``check`` (H3 or H4).
+
+    The Figure 6 runs of different variants share a seed *number* only: each run's weights and batch order
+    come from a hash of its whole label (:func:`lnlib.experiments.fig6_mnist.run_seed`), so "paired per seed"
+    is one arbitrary matching of independent runs. Here the main runs of ``variant`` get every permutation
+    of the seed numbers in turn (the other variants keep theirs) and ``check`` is judged for each."""
+    runs = record["data"]["runs"]
+    seeds = sorted({int(log["spec"]["seed"]) for log in runs.values() if log["spec"]["kind"] == "main"})
+    counts: dict[str, int] = {}
+    for order in itertools.permutations(seeds):
+        relabel = dict(zip(seeds, order))
+
+        def moved(log: Log) -> Log:
+            if log["spec"]["kind"] != "main" or log["spec"]["variant"] != variant:
+                return log
+            return dict(log, spec=dict(log["spec"], seed=relabel[int(log["spec"]["seed"])]))
+
+        data = dict(record["data"], runs={k: moved(log) for k, log in runs.items()})
+        status = check(dict(record, data=data), **options).status
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def _window_median(log: Log, key: str, epochs: range, transform: Callable[[float], float]) -> float:

@@ -497,3 +497,22 @@ def test_generalization_is_judged_across_the_results_that_exist(tmp_path, monkey
     assert "not available at this profile: draw-cpu-seed0.json" in judgement.details
     assert judgement.result_file == "convnet-cpu-seed0.json"
     assert claims.judge(entry, profile="paper").status == "not tested at this profile"
+
+
+def test_every_pairing_of_independent_runs_is_judged():
+    # LN reaches 0.1 at epoch 2 in every seed; BN at epochs 5, 5, 3: the pairing decides nothing here
+    record = _fig6_record(FAST, [0.5, 0.5, 0.2, 0.05, 0.005])
+    assert claims.under_every_pairing(claims.h4_faster_convergence, record) == {"reproduced": 6}
+    runs = record["data"]["runs"]
+    runs["layernorm-2"] = dict(runs["layernorm-2"], train_nll=[0.5, 0.5, 0.5, 0.005, 0.0005])  # one slow LN run
+    counts = claims.under_every_pairing(claims.h4_faster_convergence, record)
+    assert sum(counts.values()) == 6 and set(counts) <= set(claims.JUDGED)
+
+
+def test_h4_can_demand_consecutive_epochs_below_a_threshold():
+    dip = [0.5, 0.05, 0.2, 0.05, 0.005]  # LN dips below 0.1 at epoch 2, stays there from epoch 4
+    record = _fig6_record(dip, [0.5, 0.5, 0.05, 0.05, 0.05])
+    once = claims.h4_faster_convergence(record)
+    twice = claims.h4_faster_convergence(record, consecutive=2)
+    assert "[partly reproduced] batch 128 NLL<=0.1" not in once.details
+    assert "batch 128 NLL<=0.1: -1 epochs" in twice.details
