@@ -67,3 +67,15 @@ def sum_to_shape(grad: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     if dims:  # torch sums over *every* dim when given an empty tuple
         grad = grad.sum(dim=dims, keepdim=True)
     return grad.reshape(shape)
+
+
+def add_affine(module: torch.nn.Module, shape: tuple[int, ...], affine: bool, *, device: object = None,
+               dtype: torch.dtype | None = None) -> None:
+    """Give ``module`` a learnable gain ``gamma`` (ones) and bias ``beta`` (zeros) of ``shape`` (the paper's
+    initialization, §6), or register both as ``None`` when ``affine`` is false."""
+    if affine:
+        module.gamma = torch.nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
+        module.beta = torch.nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
+    else:
+        module.register_parameter("gamma", None)
+        module.register_parameter("beta", None)

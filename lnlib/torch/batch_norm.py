@@ -13,7 +13,7 @@ from torch import nn
 
 from .._checks import (check_axis, check_bool, check_ddof, check_eps, check_momentum, check_shape, feature_shape,
                        kept_shape, normalize_axis, required)
-from ._tensors import as_float_dtype, as_float_tensor, as_param, compute_dtype
+from ._tensors import add_affine, as_float_dtype, as_float_tensor, as_param, compute_dtype
 from .normalization import moments, normalize, normalize_backward
 
 Axis = int | tuple[int, ...]
@@ -69,12 +69,7 @@ class BatchNorm(nn.Module):
         check_axis(axis)
         self.axis, self.eps, self.momentum, self.ddof = axis, check_eps(eps), check_momentum(momentum), check_ddof(ddof)
         dtype = as_float_dtype(dtype)
-        if check_bool(affine, name="affine"):
-            self.gamma = nn.Parameter(torch.ones(self.feature_shape, device=device, dtype=dtype))
-            self.beta = nn.Parameter(torch.zeros(self.feature_shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("gamma", None)
-            self.register_parameter("beta", None)
+        add_affine(self, self.feature_shape, check_bool(affine, name="affine"), device=device, dtype=dtype)
         self.register_buffer("running_mean", torch.zeros(self.feature_shape, device=device, dtype=dtype))
         self.register_buffer("running_var", torch.ones(self.feature_shape, device=device, dtype=dtype))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))

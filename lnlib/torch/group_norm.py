@@ -12,7 +12,7 @@ from torch import nn
 from .._checks import check_axis, check_bool, check_eps, check_num_groups, check_reduction_size, check_shape, \
     normalize_axis
 from ..numpy.group_norm import grouped_shape
-from ._tensors import as_float_dtype, as_float_tensor, as_param, sum_to_shape
+from ._tensors import add_affine, as_float_dtype, as_float_tensor, as_param, sum_to_shape
 from .normalization import gradients, normalize, standardize
 
 Axis = int | tuple[int, ...]
@@ -74,12 +74,7 @@ class GroupNorm(nn.Module):
         check_axis(axis)
         self.num_groups, self.axis, self.eps = check_num_groups(num_groups), axis, check_eps(eps)
         dtype = as_float_dtype(dtype)
-        if check_bool(affine, name="affine"):
-            self.gamma = nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
-            self.beta = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("gamma", None)
-            self.register_parameter("beta", None)
+        add_affine(self, shape, check_bool(affine, name="affine"), device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return group_norm(x, self.num_groups, self.gamma, self.beta, axis=self.axis, eps=self.eps)

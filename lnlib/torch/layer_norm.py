@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .._checks import check_axis, check_bool, check_eps, check_shape
-from ._tensors import as_float_dtype
+from ._tensors import add_affine, as_float_dtype
 from .normalization import normalize, normalize_backward
 
 Axis = int | tuple[int, ...]
@@ -45,12 +45,7 @@ class LayerNorm(nn.Module):
         check_axis(axis)
         self.axis, self.eps, self.native = axis, check_eps(eps), check_bool(native, name="native")
         dtype = as_float_dtype(dtype)
-        if check_bool(affine, name="affine"):
-            self.gamma = nn.Parameter(torch.ones(shape, device=device, dtype=dtype))
-            self.beta = nn.Parameter(torch.zeros(shape, device=device, dtype=dtype))
-        else:
-            self.register_parameter("gamma", None)
-            self.register_parameter("beta", None)
+        add_affine(self, shape, check_bool(affine, name="affine"), device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return layer_norm(x, self.gamma, self.beta, axis=self.axis, eps=self.eps, native=self.native)
