@@ -18,6 +18,16 @@ import numpy as np
 TOLERANCE = {"float64": 4e-15, "float32": 2e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
 
 CONTEXT = decimal.Context(prec=60, Emin=-999999, Emax=999999)
+#: Enough digits for the exact sum of any float64 values (a float64 has at most 767 significant decimal
+#: digits; the sum of floats spanning the whole exponent range needs about 650 more): the mean must be
+#: exact, or ``x - mean`` of a slice whose values are all equal comes out as a rounding residue, not 0.
+EXACT_SUM = decimal.Context(prec=1500, Emin=-999999, Emax=999999)
+
+
+def _exact_mean(values: list[Decimal]) -> Decimal:
+    """The mean of ``values`` with the sum exact and one division rounded to :data:`EXACT_SUM`'s digits."""
+    with decimal.localcontext(EXACT_SUM):
+        return sum(values) / len(values)
 
 #: The smallest normal number of each dtype (bfloat16 has float32's exponent range: 2**-126), from NumPy so
 #: that these references need no torch.
@@ -51,8 +61,9 @@ def exact_standardize(x: np.ndarray, axes: tuple[int, ...], eps: float, *, cente
                 out[i] = np.nan
                 continue
             values = [Decimal(float(v)) for v in row]
-            mean = sum(values) / len(values) if center else Decimal(0)
-            centred = [v - mean for v in values]
+            mean = _exact_mean(values) if center else Decimal(0)
+            with decimal.localcontext(EXACT_SUM):  # the differences exactly (60 digits could cancel to noise)
+                centred = [+(v - mean) for v in values]
             denominator = (sum(c * c for c in centred) / (len(values) - ddof) + eps_d).sqrt()
             out[i] = [float(c / denominator) if denominator else np.nan for c in centred]
     return _back(out, tuple(np.shape(x)[a] for a in axes), axes, rest)
@@ -77,9 +88,11 @@ def exact_moments(x: np.ndarray, axes: tuple[int, ...], ddof: int = 0) -> tuple[
     with decimal.localcontext(CONTEXT):
         for i, row in enumerate(rows):
             values = [Decimal(float(v)) for v in row]
-            mean = sum(values) / len(values)
+            mean = _exact_mean(values)
             means[i] = float(mean)
-            variances[i] = float(sum((v - mean) ** 2 for v in values) / (len(values) - ddof))
+            with decimal.localcontext(EXACT_SUM):
+                centred = [+(v - mean) for v in values]
+            variances[i] = float(sum(c * c for c in centred) / (len(values) - ddof))
     ones = (1,) * len(axes)
     return _back(means[:, None], ones, axes, rest), _back(variances[:, None], ones, axes, rest)
 
