@@ -408,9 +408,9 @@ def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_on
     by_kind = {}
     for kind in dict.fromkeys(s["kind"] for s in specs):
         part = training.progress(folder, [s for s in specs if s["kind"] == kind], run_key,
-                                 lambda log: sum(log["epoch_seconds"]), committed_only=committed_only)
+                                 training.run_seconds, committed_only=committed_only)
         by_kind[kind] = (part["finished"], part["planned"])
-    done = training.progress(folder, specs, run_key, lambda log: sum(log["epoch_seconds"]),
+    done = training.progress(folder, specs, run_key, training.run_seconds,
                              committed_only=committed_only)
     return dict(done, stages=len(stages), by_kind=by_kind)
 
@@ -512,7 +512,7 @@ def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progres
     chosen = choose([logs[run_key(s)] for s in sweep_specs(params, seed)], params)
     return {"chosen": chosen, "runs": logs, "complete": not missing, "missing": missing,
             "timing": timing(params, data), "assembly_seconds": time.perf_counter() - began,
-            "training_seconds": float(sum(sum(r["epoch_seconds"]) for r in logs.values()))}
+            "training_seconds": sum(map(training.run_seconds, logs.values()))}
 
 
 def next_runs(specs: list[dict[str, Any]], folder: Path) -> Iterator[dict[str, Any]]:

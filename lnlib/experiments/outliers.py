@@ -110,7 +110,7 @@ def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progres
     """Train every run of the profile that is not finished yet, then assemble."""
     logs = training.train_all(NAME, profile, seed, specs(params, seed), fig6.run_key, train_run, mnist.load(), device,
                               progress)
-    return {"runs": logs, "training_seconds": float(sum(sum(log["epoch_seconds"]) for log in logs.values()))}
+    return {"runs": logs, "training_seconds": sum(map(training.run_seconds, logs.values()))}
 
 
 def main(argv: list[str] | None = None) -> None:
