@@ -1064,29 +1064,33 @@ def test_metric(result: str, log: Log) -> float:
     raise ValueError(f"result must be one of fig6_mnist, convnet, rnn, draw; got {result!r}")
 
 
-def s001_generalization(records: dict[str, Record]) -> Verdict:
-    """S001-generalization: layer norm "improves generalization", judged where the book has a test set.
-
-    One part per setting of :data:`GENERALIZATION_SETTINGS` whose result exists: per seed the baseline's
-    final test metric minus LN's (positive: LN is better on unseen data), at the setting's resolution. The
-    summary counts the settings in which LN helps (the part's median at least the resolution), hurts (at
-    most minus it) or ties."""
-    parts, helps, hurts, ties = [], 0, 0, 0
+def generalization_parts(records: dict[str, Record]) -> list[Part]:
+    """One part per setting of :data:`GENERALIZATION_SETTINGS` whose result is in ``records`` and has paired
+    runs: per seed the baseline's final test metric minus LN's (positive: LN is better on unseen data), at
+    the setting's resolution."""
+    parts = []
     for result, label, ln, base, where, resolution in GENERALIZATION_SETTINGS:
         if result not in records:
             continue
         data = records[result]["data"]
         pairs = paired(select(data, variant=base, **where), select(data, variant=ln, **where))
-        if not pairs:
-            continue
-        part = compare(label, [_difference(test_metric(result, b), test_metric(result, a)) for b, a in pairs],
-                       resolution)
-        parts.append(part)
-        helps += part.median >= _at_least(resolution)
-        hurts += part.median <= -_at_least(resolution)
-        ties += abs(part.median) < _at_least(resolution)
+        if pairs:
+            parts.append(compare(label, [_difference(test_metric(result, b), test_metric(result, a))
+                                         for b, a in pairs], resolution))
+    return parts
+
+
+def s001_generalization(records: dict[str, Record]) -> Verdict:
+    """S001-generalization: layer norm "improves generalization", judged where the book has a test set.
+
+    The parts of :func:`generalization_parts`; the summary counts the settings in which LN helps (the
+    part's median at least the resolution), hurts (at most minus it) or ties."""
+    parts = generalization_parts(records)
     if not parts:
         return Verdict("not tested at this profile", "none of the results with a test set exists at this profile")
+    helps = sum(p.median >= _at_least(p.resolution) for p in parts)
+    hurts = sum(p.median <= -_at_least(p.resolution) for p in parts)
+    ties = sum(abs(p.median) < _at_least(p.resolution) for p in parts)  # a part without effects is none of them
     seeds = min(len(p.effects) for p in parts)
     return verdict_from_parts(parts, seeds, f"LN helps in {helps}, hurts in {hurts}, ties in {ties} of "
                                             f"{len(parts)} settings")
