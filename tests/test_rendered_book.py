@@ -152,3 +152,27 @@ def test_no_page_shows_a_markdown_table_as_text_and_the_ledger_has_its_tables():
     ledger_file = yaml.safe_load((ROOT / "data" / "claims.yml").read_text(encoding="utf-8"))
     rows = [t.count("<tr>") for t in tables]
     assert rows == [1 + len(ledger_file["paper"]), 1 + len(ledger_file["sources"])]  # a header and a row per claim
+
+
+def test_every_launch_link_is_built_from_the_repository_setting():
+    """Colab, Binder and repository links on every page point to ``repository.url`` and ``branch`` of
+    ``_config.yml`` (the one setting a fork changes), and every chapter page has a Colab and a Binder link."""
+    pages = _pages()
+    if not pages:
+        pytest.skip("the book is not built (make html)")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    owner_repo = urlsplit(config["url"]).path.strip("/")
+    expected = {"colab.research.google.com": f"/github/{owner_repo}/blob/{config['branch']}/",
+                "mybinder.org": f"/v2/gh/{owner_repo}/{config['branch']}"}
+    for page in pages:
+        collect = _Collect()
+        collect.feed(page.read_text(encoding="utf-8"))
+        found = set()
+        for link in collect.links:
+            parts = urlsplit(link)
+            if parts.hostname in expected:
+                found.add(parts.hostname)
+                assert parts.path.startswith(expected[parts.hostname]), f"{page.name}: {link}"
+        if page.parent.name == "chapters" and page.with_suffix(".ipynb").name in {
+                p.name for p in (ROOT / "chapters").glob("*.ipynb")}:
+            assert found == set(expected), f"{page.name} lacks a launch link: has {sorted(found)}"
