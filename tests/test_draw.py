@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from lnlib.experiments import draw as experiment
+from lnlib.experiments import training
 from lnlib.numpy import recurrent as rn
 from lnlib.torch import draw
 from lnlib.torch import recurrent as rt
@@ -115,9 +117,6 @@ def test_binarized_mnist_is_the_recorded_fixed_draw():
 
 
 def test_a_smoke_draw_run_trains_resumes_and_draws(tmp_path, monkeypatch):
-    from lnlib.experiments import draw as experiment
-    from lnlib.experiments import training
-
     monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path / "runs")
     spec = dict(experiment.specs(experiment.PROFILES["smoke"], 0)[1], epochs=1, train_cases=640, test_cases=100,
                 train_eval_cases=100)
@@ -135,3 +134,22 @@ def test_a_smoke_draw_run_trains_resumes_and_draws(tmp_path, monkeypatch):
     model = experiment.make_model(spec)
     same = experiment.bound(model, torch.from_numpy(data.test[:50]), seed=3)
     assert same == experiment.bound(model, torch.from_numpy(data.test[:50]), seed=3)  # fixed evaluation noise
+
+
+def test_assemble_without_training_names_the_missing_runs(tmp_path, monkeypatch):
+    # --assemble (train=False) reads only finished runs: before any training every run is missing, after
+    # one finished run that one is in and the result says it is incomplete
+    monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path / "runs")
+    monkeypatch.setenv("LNLIB_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    params = dict(experiment.PROFILES["smoke"], epochs=1, train_cases=128, test_cases=64, train_eval_cases=64)
+    empty = experiment.run(params, profile="smoke", seed=0, device="cpu", progress=False, train=False)
+    assert empty["runs"] == {} and not empty["complete"]
+    assert empty["missing"] == [experiment._label(s) for s in experiment.specs(params, 0)]
+    first = experiment.specs(params, 0)[0]
+    with training.run_environment("cpu", threads=1) as device:
+        experiment.train_run(first, experiment.binarized_mnist.load(), training.run_folder("draw", "smoke", 0), device=device,
+                       progress=False)
+    partial = experiment.run(params, profile="smoke", seed=0, device="cpu", progress=False, train=False)
+    assert list(partial["runs"]) == [experiment.run_key(first)] and partial["missing"] == [experiment._label(s) for s in
+                                                                                    experiment.specs(params, 0)[1:]]
+    assert partial["training_seconds"] == sum(partial["runs"][experiment.run_key(first)]["epoch_seconds"])

@@ -38,6 +38,7 @@ input (the convolution's output, before the normalization) and the fraction of c
 
 from __future__ import annotations
 
+import sys
 import hashlib
 import time
 from pathlib import Path
@@ -249,18 +250,19 @@ def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_on
                              training.run_seconds, committed_only=committed_only)
 
 
-def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
-    """Train every run of the profile that is not finished yet (resuming interrupted ones), then assemble."""
-    logs = training.train_all(NAME, profile, seed, specs(params, seed), run_key, train_run, mnist.load(), device,
-                              progress)
-    return {"runs": logs, "border_pixels": BORDER_PIXELS, "groups": GROUPS,
-            "training_seconds": sum(map(training.run_seconds, logs.values()))}
+def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True,
+        train: bool = True) -> dict[str, Any]:
+    """Train every run of the profile that is not finished yet (resuming interrupted ones), then assemble;
+    ``train=False`` assembles the runs finished so far (:func:`training.assemble`)."""
+    return dict(training.assemble(NAME, profile, seed, specs(params, seed), run_key, train_run, mnist.load(), device,
+                                  progress, train=train, label=_label),
+                border_pixels=BORDER_PIXELS, groups=GROUPS)
 
 
 def main(argv: list[str] | None = None) -> None:
     training.work_through_queue(NAME, "Train this worker's share of the convolutional runs of a profile.", PROFILES,
                                 argv, specs=specs, key=run_key, train_run=train_run, load=mnist.load,
-                                threads=THREADS)
+                                threads=THREADS, module=sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ a variant's *impact* at a rate is its test error there minus its test error at r
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -106,17 +107,23 @@ def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_on
                              training.run_seconds, committed_only=committed_only)
 
 
-def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True) -> dict[str, Any]:
-    """Train every run of the profile that is not finished yet, then assemble."""
-    logs = training.train_all(NAME, profile, seed, specs(params, seed), fig6.run_key, train_run, mnist.load(), device,
-                              progress)
-    return {"runs": logs, "training_seconds": sum(map(training.run_seconds, logs.values()))}
+def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progress: bool = True,
+        train: bool = True) -> dict[str, Any]:
+    """Train every run of the profile that is not finished yet, then assemble; ``train=False`` assembles the
+    runs finished so far (:func:`training.assemble`)."""
+    return training.assemble(NAME, profile, seed, specs(params, seed), fig6.run_key, train_run, mnist.load(), device,
+                             progress, train=train, label=_label)
+
+
+def _label(spec: dict[str, Any]) -> str:
+    o = spec["outliers"]
+    return f"{spec['variant']}-{o['definition']}-{100 * o['rate']:g}%-s{spec['seed']}"
 
 
 def main(argv: list[str] | None = None) -> None:
     training.work_through_queue(NAME, "Train this worker's share of the outlier runs of a profile.", PROFILES, argv,
                                 specs=specs, key=fig6.run_key, train_run=train_run, load=mnist.load,
-                                threads=THREADS)
+                                threads=THREADS, module=sys.modules[__name__])
 
 
 if __name__ == "__main__":

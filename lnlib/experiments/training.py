@@ -38,6 +38,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -279,6 +280,31 @@ def train_all(name: str, profile: str, seed: int, specs: list[dict[str, Any]], k
     return {key(s): train_run(s, data, folder, device=torch.device(device), progress=progress) for s in specs}
 
 
+def assemble(name: str, profile: str, seed: int, specs: list[dict[str, Any]], key: Callable[[dict[str, Any]], str],
+             train_run: Callable[..., dict[str, Any]], data: Any, device: str, progress: bool, *, train: bool,
+             label: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """The part of an experiment's result that :func:`train_all` makes, for ``train=True``; for ``train=False``
+    nothing is trained and only the runs finished so far (committed or in the run folder) are read.
+
+    Returns ``{"runs": {key: log}, "complete": bool, "missing": [label of each planned run not finished],
+    "training_seconds": ...}``, so that a profile trained over several sittings can be shown as far as it
+    got, and never as more."""
+    if train:
+        logs = train_all(name, profile, seed, specs, key, train_run, data, device, progress)
+        missing: list[str] = []
+    else:
+        folder = run_folder(name, profile, seed)
+        logs, missing = {}, []
+        for spec in specs:
+            log = committed_log(folder, key(spec), spec) or finished_log(folder, key(spec), spec)
+            if log is None:
+                missing.append(label(spec))
+            else:
+                logs[key(spec)] = log
+    return {"runs": logs, "complete": not missing, "missing": missing,
+            "training_seconds": sum(map(run_seconds, logs.values()))}
+
+
 def run_seconds(log: dict[str, Any]) -> float:
     """The single-core seconds an epoch-based run took (the sum of its ``epoch_seconds``), for :func:`progress`."""
     return float(sum(log["epoch_seconds"]))
@@ -287,11 +313,23 @@ def run_seconds(log: dict[str, Any]) -> float:
 def work_through_queue(name: str, description: str, profiles: dict[str, Any], argv: list[str] | None, *,
                        specs: Callable[[dict[str, Any], int], list[dict[str, Any]]],
                        key: Callable[[dict[str, Any]], str], train_run: Callable[..., dict[str, Any]],
-                       load: Callable[[], Any], threads: int | None) -> None:
+                       load: Callable[[], Any], threads: int | None, module: ModuleType | None = None) -> None:
     """The worker command of an experiment (``python -m lnlib.experiments.<name> --profile P --worker i
     --workers n``): train the profile's unfinished runs from the queue the workers share (:func:`pending`),
-    with ``train_run(spec, data, folder, device=...)`` and ``data = load()``."""
-    args = parse_worker_args(description, profiles, argv)
+    with ``train_run(spec, data, folder, device=...)`` and ``data = load()``.
+
+    With ``module`` (an experiment whose ``run`` takes ``train=``), ``--assemble`` trains nothing and writes
+    the profile's result file from the runs finished so far (:func:`assemble`)."""
+    args = parse_worker_args(description, profiles, argv, assemble="train nothing: write the profile's result "
+                             "file from the runs finished so far (it records which planned runs are missing)"
+                             if module is not None else "")
+    if getattr(args, "assemble", False):
+        from . import run as run_experiment  # the package's entry point: provenance and an atomic write
+
+        d = run_experiment(module, profile=args.profile, seed=args.seed, device=args.device, train=False)["data"]
+        print(f"{name}-{args.profile}-seed{args.seed}: {len(d['runs'])} runs assembled, {len(d['missing'])} "
+              "planned runs missing; written to the results folder")
+        return
     folder = run_folder(name, args.profile, args.seed)
     data = load()
     with run_environment(args.device, threads=threads) as device:
