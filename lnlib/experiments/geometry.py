@@ -24,16 +24,25 @@ Three measurements, all in float64 with :math:`\epsilon = 0` (the paper's exact 
    :math:`\lVert W_{t+1}\rVert^2 = \lVert W_t\rVert^2 + \eta^2\lVert\nabla_t\rVert^2` exactly: the norm only grows,
    and the *effective* step :math:`\eta\lVert\nabla_t\rVert/\lVert W_t\rVert` shrinks. Reported per step: norms,
    effective steps, losses, and the largest deviation from that identity.
+
+Not part of :func:`run`: the autograd twin of :func:`lnlib.numpy.fisher.normalized_glm_fisher` (eq. 13),
+:func:`fisher_autograd`, which chapter 8 and ``tests/test_fisher.py`` compare with the closed form. It
+builds :math:`F = \mathbb E_x\,\mathbb E_{y\sim P(y\mid x)}[\nabla_\theta\log P\,\nabla_\theta\log P^\top]` from
+the scores torch's autograd gives for the model's log-likelihood, with no use of the closed form's algebra.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from .. import torch as lnt
+from .._checks import check_choice
+from ..numpy import fisher as _fisher
 
 NAME = "geometry"
 
@@ -192,6 +201,103 @@ def train(params: dict[str, Any], init_scale: float, seed: int, device: torch.de
             recent_losses = []
     log["identity_error_max"] = worst_identity_error
     return log
+
+
+def glm_log_likelihood(theta: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, *, output: str, phi: float,
+                       statistics: str) -> torch.Tensor:
+    r"""``log P(y_n | x_n; theta)`` of the normalized GLM for every case, shape ``(N,)`` (torch, differentiable).
+
+    ``theta`` is ``(H, D+2)``, row :math:`i` holding :math:`(w_i, b_i, g_i)` (flattened, this is
+    :math:`\mathrm{vec}([W, b, g]^\top)`); ``X`` is ``(N, D)``, ``Y`` is ``(N, H)``: one-hot rows for
+    ``output="softmax"``, real values for ``"gaussian"``. The logits are
+    :math:`h_i = g_i (a_i - \mu_i)/\sigma_i + b_i` with :math:`\mu_i, \sigma_i` the mean and standard deviation
+    (``ddof`` 0) of :math:`a_i` over the rows of ``X``, computed from ``theta`` (``statistics="population"``)
+    or from a detached copy of it (``"fixed"``: their values are the same, their derivatives are dropped).
+    ``softmax``: :math:`y^\top h - \log\sum_k e^{h_k}`; ``gaussian``: eq. 10 with :math:`\eta(h) = h^2/2`,
+    :math:`c(y, \phi) = -y^2/(2\phi) - \tfrac12\log(2\pi\phi)`, summed over the :math:`H` outputs.
+    """
+    h = _logits(theta, X, None if statistics == "population" else theta[:, :-2].detach())
+    if output == "softmax":
+        return (Y * torch.log_softmax(h, dim=1)).sum(dim=1)
+    return ((h * Y - h.square() / 2) / phi - Y.square() / (2 * phi) - 0.5 * np.log(2 * np.pi * phi)).sum(dim=1)
+
+
+def fisher_autograd(X: object, W: object, b: object, g: object, *, output: str = "softmax", phi: float = 1.0,
+                    statistics: str = "population") -> np.ndarray:
+    r"""The Fisher matrix of the normalized GLM from autograd scores: the twin of eq. 13, ``(P, P)`` float64.
+
+    Arguments and parameter order as in :func:`lnlib.numpy.fisher.normalized_glm_fisher`. For each case
+    :math:`x_n` and outcome :math:`y`, the score :math:`s = \nabla_\theta \log P(y\mid x_n)` of
+    :func:`glm_log_likelihood` comes from ``torch.autograd``; then
+    :math:`F = \frac1N\sum_n \sum_y q_n(y)\, s s^\top`, with the expectation over :math:`y` done exactly:
+
+    - ``softmax``: :math:`y` runs over the :math:`H` classes with weights :math:`q_n(y) = p(y\mid x_n)`;
+    - ``gaussian``: :math:`y = h(x_n) + \sqrt\phi\,e` for the :math:`2^H` sign vectors
+      :math:`e \in \{-1, 1\}^H`, each with weight :math:`2^{-H}`. The score is linear in :math:`y`, so
+      :math:`ss^\top` is a polynomial of degree 2 in it, and this product Gauss–Hermite rule (two nodes per
+      output, exact up to degree 3 in each coordinate) gives its expectation under
+      :math:`\mathcal N(h, \phi I)` exactly.
+
+    With ``statistics="population"`` this is the Fisher matrix of the model as defined (statistics
+    differentiated through); with ``"fixed"``, of the model with the statistics held constant.
+    """
+    X, W, b, g = _fisher.check_normalized_glm(X, W, b, g)
+    output = check_choice(output, _fisher.OUTPUTS, name="output")
+    statistics = check_choice(statistics, _fisher.STATISTICS, name="statistics")
+    phi = _fisher.check_phi(phi, output)
+    X_t = torch.from_numpy(X)
+    theta = torch.from_numpy(np.concatenate([W, b[:, None], g[:, None]], axis=1))
+    n, h = X.shape[0], W.shape[0]
+    outcomes: list[tuple[torch.Tensor, torch.Tensor]] = []  # (Y, q(Y | x_n)); Y is data, constant in theta
+    with torch.no_grad():
+        if output == "softmax":
+            for k in range(h):
+                Y = torch.zeros(n, h, dtype=torch.float64)
+                Y[:, k] = 1.0
+                outcomes.append((Y, glm_log_likelihood(theta, X_t, Y, output=output, phi=phi,
+                                                       statistics=statistics).exp()))
+        else:
+            mean = _logits(theta, X_t)
+            for signs in itertools.product((-1.0, 1.0), repeat=h):
+                Y = mean + phi**0.5 * torch.tensor(signs, dtype=torch.float64)
+                outcomes.append((Y, torch.full((n,), 2.0**-h, dtype=torch.float64)))
+    fisher = torch.zeros(theta.numel(), theta.numel(), dtype=torch.float64)
+    for Y, weight in outcomes:
+        scores = torch.autograd.functional.jacobian(
+            lambda t, Y=Y: glm_log_likelihood(t, X_t, Y, output=output, phi=phi, statistics=statistics), theta,
+            vectorize=True)
+        scores = scores.reshape(n, -1)
+        fisher += scores.T @ (weight[:, None] * scores)
+    return (fisher / n).numpy()
+
+
+def gradient_autograd(X: object, W: object, b: object, g: object, Y: object, *, output: str = "softmax",
+                      phi: float = 1.0, statistics: str = "population") -> np.ndarray:
+    """Gradient of the mean log-likelihood ``mean_n log P(Y[n] | X[n])`` with respect to ``theta``, ``(H, D+2)``.
+
+    ``Y`` is ``(N, H)`` (one-hot rows for softmax); the rest as in :func:`fisher_autograd`.
+    """
+    X, W, b, g = _fisher.check_normalized_glm(X, W, b, g)
+    output = check_choice(output, _fisher.OUTPUTS, name="output")
+    statistics = check_choice(statistics, _fisher.STATISTICS, name="statistics")
+    phi = _fisher.check_phi(phi, output)
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.shape != (X.shape[0], W.shape[0]):
+        raise ValueError(f"Y must have shape {(X.shape[0], W.shape[0])} (cases, units), got shape {Y.shape}")
+    theta = torch.from_numpy(np.concatenate([W, b[:, None], g[:, None]], axis=1)).requires_grad_(True)
+    loglik = glm_log_likelihood(theta, torch.from_numpy(X), torch.from_numpy(Y), output=output, phi=phi,
+                                statistics=statistics).mean()
+    (grad,) = torch.autograd.grad(loglik, theta)
+    return grad.numpy()
+
+
+def _logits(theta: torch.Tensor, X: torch.Tensor, stats_W: torch.Tensor | None = None) -> torch.Tensor:
+    """:math:`h_i = g_i (a_i - \\mu_i)/\\sigma_i + b_i`, the statistics from ``stats_W`` (default: ``theta``'s W)."""
+    W, b, g = theta[:, :-2], theta[:, -2], theta[:, -1]
+    a_stats = X @ (W if stats_W is None else stats_W).T
+    mu = a_stats.mean(dim=0)
+    sigma = (a_stats - mu).square().mean(dim=0).sqrt()
+    return g * (X @ W.T - mu) / sigma + b
 
 
 def run(params: dict[str, Any], *, profile: str = "", seed: int, device: str, progress: bool = True) -> dict[str, Any]:
