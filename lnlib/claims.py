@@ -981,19 +981,31 @@ def _log_ratio(a: Log, b: Log, epoch: int) -> Effect:
     return None if x is None or y is None else _log(x) - _log(y)
 
 
-def s001_outliers(record: Record) -> Verdict:
+def s001_outliers(record: Record, *, batch_norm_statistics: str = "training set") -> Verdict:
     """S001-outliers: layer norm "reduces the impact of outliers" in the training data.
 
     A variant's *impact* at a corruption and rate is its final test error there minus its final test error
     on clean data, per seed (the runs are paired: same weights and batches). One part per (definition,
     rate, rival): per seed the rival's impact minus LN's (positive: LN is hurt less), resolution one test
-    case; rivals the baseline and batch norm."""
+    case; rivals the baseline and batch norm.
+
+    ``batch_norm_statistics="clean images"`` is a control: batch norm's corrupted runs are measured with
+    population statistics recomputed on the clean training images (``log["clean_statistics"]``, after the
+    last epoch, against the clean run's last epoch), so that its impact counts what the corruption did to
+    the weights, not to the test-time statistics."""
+    if batch_norm_statistics not in ("training set", "clean images"):
+        raise ValueError(f"batch_norm_statistics must be 'training set' or 'clean images', "
+                         f"got {batch_norm_statistics!r}")
     data = record["data"]
     cases = int(record["params"]["eval_cases"])
     parts, impacts = [], []
     clean = {v: seeds_of(select(data, variant=v, rate=0.0)) for v in ("baseline", "batchnorm", "layernorm")}
 
     def impact(variant: str, definition: str, rate: float) -> dict[int, float]:
+        if variant == "batchnorm" and batch_norm_statistics == "clean images":
+            return {s: log["clean_statistics"]["test_error"] - clean[variant][s]["test_error"][-1]
+                    for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
+                    if s in clean[variant]}
         return {s: _final(log, "test_error") - _final(clean[variant][s], "test_error")
                 for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
                 if s in clean[variant]}

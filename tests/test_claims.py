@@ -466,6 +466,14 @@ def test_s001_outliers_compares_impacts_not_errors():
         if log["spec"]["variant"] == "layernorm" and log["spec"]["outliers"]["rate"]:
             log["test_error"] = [0.03, 0.03]
     assert claims.s001_outliers(record).status == "partly reproduced"
+    # the control: batch norm measured with statistics of the clean images is hurt no more than LN
+    for log in logs:
+        if log["spec"]["variant"] == "batchnorm" and log["spec"]["outliers"]["rate"]:
+            log["clean_statistics"] = {"test_error": 0.016}
+    control = claims.s001_outliers(record, batch_norm_statistics="clean images")
+    assert "BN minus LN: -0.019" in control.details and "BN +0.10" in control.evidence
+    with pytest.raises(ValueError, match="batch_norm_statistics"):
+        claims.s001_outliers(record, batch_norm_statistics="population")
 
 
 def _draw_log(variant, seed, bounds):

@@ -53,3 +53,7 @@ def test_a_smoke_run_trains_on_the_corrupted_set(tmp_path, monkeypatch):
     with training.run_environment("cpu", threads=outliers.THREADS) as device:
         log = outliers.train_run(spec, data, tmp_path / "outliers-smoke-seed0", device=device, progress=False)
     assert log["spec"]["outliers"]["rate"] == 0.1 and 0 < log["test_error"][-1] < 0.9
+    # batch norm is measured a second time with population statistics of the clean training images
+    clean = log["clean_statistics"]
+    assert clean["epoch"] == log["epoch"][-1] and 0 < clean["test_error"] < 0.9
+    assert clean["test_error"] != log["test_error"][-1]  # the 10% bright cases shift the statistics

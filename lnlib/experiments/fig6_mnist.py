@@ -172,15 +172,19 @@ def run_seed(spec: dict[str, Any]) -> int:
 
 
 def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: torch.device = torch.device("cpu"),
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, clean_images: np.ndarray | None = None) -> dict[str, Any]:
     """Train one network (or resume it from its last checkpoint, or read it if finished here or committed
-    under :data:`training.COMMITTED_RUNS`); returns its log."""
+    under :data:`training.COMMITTED_RUNS`); returns its log.
+
+    ``clean_images`` (the training images before a corruption, :mod:`.outliers`): after the last epoch a
+    batch-normalized network's population statistics are recomputed on them and its errors measured again,
+    as ``log["clean_statistics"]``: what the network learned, apart from statistics the corruption shifted."""
     return training.read_or_train(folder, run_key(spec), spec,
-                                  lambda checkpoint: _train(spec, data, checkpoint, device, progress))
+                                  lambda checkpoint: _train(spec, data, checkpoint, device, progress, clean_images))
 
 
 def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: torch.device,
-           progress: bool) -> dict[str, Any]:
+           progress: bool, clean_images: np.ndarray | None = None) -> dict[str, Any]:
     key = run_key(spec)
     torch.manual_seed(run_seed(spec))
     model = make_mlp(spec["variant"], spec["activation"], spec["hidden"]).to(device)
@@ -224,6 +228,12 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
             break
     if spec.get("online_check"):
         log["online"] = online_inference(model, test)
+    if clean_images is not None and has_batch_norm and not log["diverged"]:
+        clean_x = torch.from_numpy(clean_images[:n]).to(device)
+        population_statistics(model, clean_x)
+        test_nll, test_error = evaluate(model, *test)
+        log["clean_statistics"] = {"epoch": log["epoch"][-1], "train_nll": evaluate(model, clean_x, train_y)[0],
+                                   "test_error": test_error, "test_nll": test_nll}
     return log
 
 

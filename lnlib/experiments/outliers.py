@@ -99,7 +99,8 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder, *, device: torch.
     committed = training.committed_log(folder, fig6.run_key(spec), spec)
     if committed is not None:
         return committed
-    return fig6.train_run(spec, data_for(spec, data), folder, device=device, progress=progress)
+    clean = data.train.images[:spec["train_cases"]] if spec["outliers"]["rate"] > 0 else None
+    return fig6.train_run(spec, data_for(spec, data), folder, device=device, progress=progress, clean_images=clean)
 
 
 def progress_of(params: dict[str, Any], profile: str, seed: int, *, committed_only: bool = False) -> dict[str, Any]:
