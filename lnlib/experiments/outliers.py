@@ -17,6 +17,12 @@ corrupted; labels, validation and test sets stay clean. The Figure 6 MLP (:mod:`
 the baseline, batch norm (all layers) and layer norm (hidden layers). A run at rate 0 is the clean run, and
 a variant's *impact* at a rate is its test error there minus its test error at rate 0, paired per seed
 (the same initial weights and batch order: the seed of a run does not depend on the corruption).
+
+Batch norm's population statistics for evaluation are recomputed on the (corrupted) training set after
+every epoch, as running averages would be in practice. As a control, a batch-normalized run on corrupted
+data is evaluated once more after its last epoch with the statistics of the clean training images
+(``log["clean_statistics"]``; :func:`lnlib.claims.s001_outliers` with ``batch_norm_statistics="clean
+images"``): that separates what the corruption did to the weights from what it did to the statistics.
 """
 
 from __future__ import annotations
