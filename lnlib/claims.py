@@ -384,21 +384,23 @@ def h4_faster_convergence(record: Record, *, rival_nll: str = "train_nll", conse
 
 
 def under_every_pairing(check: Callable[..., Verdict], record: Record, variant: str = "layernorm",
-                        **options: Any) -> dict[str, int]:
+                        kind: str = "main", **options: Any) -> dict[str, int]:
     """How many matchings of seeds give each status of ``check`` (H3 or H4).
 
     The Figure 6 runs of different variants share a seed *number* only: each run's weights and batch order
     come from a hash of its whole label (:func:`lnlib.experiments.fig6_mnist.run_seed`), so "paired per seed"
     is one arbitrary matching of independent runs. Here the main runs of ``variant`` get every permutation
-    of the seed numbers in turn (the other variants keep theirs) and ``check`` is judged for each."""
+    of the seed numbers in turn (the other variants keep theirs) and ``check`` is judged for each. ``kind``
+    names the runs that move (``"outliers"`` for :func:`s001_outliers`, whose runs are Figure 6 runs: a
+    variant's clean and corrupted runs of one seed move together, so its impacts stay paired)."""
     runs = record["data"]["runs"]
-    seeds = sorted({int(log["spec"]["seed"]) for log in runs.values() if log["spec"]["kind"] == "main"})
+    seeds = sorted({int(log["spec"]["seed"]) for log in runs.values() if log["spec"]["kind"] == kind})
     counts: dict[str, int] = {}
     for order in itertools.permutations(seeds):
         relabel = dict(zip(seeds, order))
 
         def moved(log: Log) -> Log:
-            if log["spec"]["kind"] != "main" or log["spec"]["variant"] != variant:
+            if log["spec"]["kind"] != kind or log["spec"]["variant"] != variant:
                 return log
             return dict(log, spec=dict(log["spec"], seed=relabel[int(log["spec"]["seed"])]))
 
@@ -982,7 +984,8 @@ def _log_ratio(a: Log, b: Log, epoch: int) -> Effect:
     return None if x is None or y is None else _log(x) - _log(y)
 
 
-def s001_outliers(record: Record, *, batch_norm_statistics: str = "training set") -> Verdict:
+def s001_outliers(record: Record, *, batch_norm_statistics: str = "training set",
+                  window: int = FINAL_WINDOW) -> Verdict:
     """S001-outliers: layer norm "reduces the impact of outliers" in the training data.
 
     A variant's *impact* at a corruption and rate is its final test error there minus its final test error
@@ -993,7 +996,8 @@ def s001_outliers(record: Record, *, batch_norm_statistics: str = "training set"
     ``batch_norm_statistics="clean images"`` is a control: batch norm's corrupted runs are measured with
     population statistics recomputed on the clean training images (``log["clean_statistics"]``, after the
     last epoch, against the clean run's last epoch), so that its impact counts what the corruption did to
-    the weights, not to the test-time statistics."""
+    the weights, not to the test-time statistics. ``window``: the last epochs the final test error is the
+    median of (a sensitivity check)."""
     if batch_norm_statistics not in ("training set", "clean images"):
         raise ValueError(f"batch_norm_statistics must be 'training set' or 'clean images', "
                          f"got {batch_norm_statistics!r}")
@@ -1007,7 +1011,7 @@ def s001_outliers(record: Record, *, batch_norm_statistics: str = "training set"
             return {s: log["clean_statistics"]["test_error"] - clean[variant][s]["test_error"][-1]
                     for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
                     if s in clean[variant]}
-        return {s: _final(log, "test_error") - _final(clean[variant][s], "test_error")
+        return {s: _final(log, "test_error", window) - _final(clean[variant][s], "test_error", window)
                 for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
                 if s in clean[variant]}
 
@@ -1064,47 +1068,57 @@ def h15_draw_final_bound(record: Record) -> Verdict:
     return verdict_from_parts([part], len(pairs), summary)
 
 
-#: S001-generalization's settings: (result, label, LN variant, baseline variant, selection, resolution): the
-#: experiments of the book with a test set, LN against its unnormalized twin.
-GENERALIZATION_SETTINGS: tuple[tuple[str, str, str, str, dict[str, Any], float], ...] = (
-    ("fig6_mnist", "MLP batch 128, test error", "layernorm", "baseline", {"kind": "main", "batch_size": 128}, 1e-4),
-    ("fig6_mnist", "MLP batch 4, test error", "layernorm", "baseline", {"kind": "main", "batch_size": 4}, 1e-4),
-    ("rnn", "seq. MNIST LSTM, test error", "ln_lstm", "lstm", {"task": "seqmnist"}, 1e-4),
-    ("rnn", "seq. MNIST GRU, test error", "ln_gru", "gru", {"task": "seqmnist"}, 1e-4),
-    ("rnn", "seq. MNIST tanh RNN, test error", "ln_rnn", "rnn", {"task": "seqmnist"}, 1e-4),
-    ("rnn", "adding LSTM, test MSE at the training length", "ln_lstm", "lstm", {"task": "adding"}, MSE_RESOLUTION),
-    ("convnet", "CNN, test error", "layernorm_chw", "none", {}, 1e-4),
-    ("draw", "DRAW, test bound (nats)", "layernorm", "baseline", {}, NATS_RESOLUTION),
+#: S001-generalization's feed-forward, convolutional and generative settings: (result, label, LN variant,
+#: baseline variant, selection). The recurrent settings are every pair of :data:`H11_PAIRS` the rnn result
+#: holds (the same comparisons as H11's proxy).
+GENERALIZATION_SETTINGS: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    ("fig6_mnist", "MLP batch 128, test error", "layernorm", "baseline", {"kind": "main", "batch_size": 128}),
+    ("fig6_mnist", "MLP batch 4, test error", "layernorm", "baseline", {"kind": "main", "batch_size": 4}),
+    ("convnet", "CNN, test error", "layernorm_chw", "none", {}),
+    ("draw", "DRAW, test bound (nats)", "layernorm", "baseline", {}),
 )
+RNN_TASK_NAMES = {"seqmnist": "seq. MNIST", "adding": "adding", "adding_var": "variable-length adding"}
 
 
 def test_metric(result: str, log: Log) -> float:
     """The final test metric of one run of ``result`` (lower is better): test error, test MSE or bound."""
     if result in ("fig6_mnist", "convnet"):
         return _final(log, "test_error")
-    if result == "rnn":  # sequential MNIST: test error; adding: test MSE at the training length (the first)
-        if log.get("diverged"):
-            return math.inf
-        return float(log["test"]["error"]) if "test" in log else float(log["test_mse"][0])
+    if result == "rnn":
+        return final_test_metric(log)
     if result == "draw":
         return _median(_bounds(log)[-FINAL_WINDOW:])
     raise ValueError(f"result must be one of fig6_mnist, convnet, rnn, draw; got {result!r}")
 
 
+def _generalization_comparisons(records: dict[str, Record]) -> list[tuple[str, str, list[tuple[Log, Log]], float]]:
+    """(result, label, [(baseline log, LN log) per seed], resolution) for every setting the records hold;
+    the resolution is one test case for error rates, :data:`MSE_RESOLUTION` for squared errors and
+    :data:`NATS_RESOLUTION` for bounds."""
+    out = []
+    for result, label, ln, base, where in GENERALIZATION_SETTINGS:
+        if result in records:
+            data = records[result]["data"]
+            pairs = paired(select(data, variant=base, **where), select(data, variant=ln, **where))
+            resolution = NATS_RESOLUTION if result == "draw" else 1.0 / int(records[result]["params"]["eval_cases"])
+            out.append((result, label, pairs, resolution))
+    if "rnn" in records:
+        data = records["rnn"]["data"]
+        for task, ln, base in H11_PAIRS:
+            pairs = paired(select_rnn(data, task, base), select_rnn(data, task, ln))
+            if pairs:
+                metric = "test error" if task == "seqmnist" else "test MSE at the training length"
+                resolution = 1.0 / int(pairs[0][0]["spec"]["test_cases"]) if task == "seqmnist" else MSE_RESOLUTION
+                out.append(("rnn", f"{RNN_TASK_NAMES[task]} {base.upper()}, {metric}", pairs, resolution))
+    return out
+
+
 def generalization_parts(records: dict[str, Record]) -> list[Part]:
-    """One part per setting of :data:`GENERALIZATION_SETTINGS` whose result is in ``records`` and has paired
-    runs: per seed the baseline's final test metric minus LN's (positive: LN is better on unseen data), at
-    the setting's resolution."""
-    parts = []
-    for result, label, ln, base, where, resolution in GENERALIZATION_SETTINGS:
-        if result not in records:
-            continue
-        data = records[result]["data"]
-        pairs = paired(select(data, variant=base, **where), select(data, variant=ln, **where))
-        if pairs:
-            parts.append(compare(label, [_difference(test_metric(result, b), test_metric(result, a))
-                                         for b, a in pairs], resolution))
-    return parts
+    """One part per setting (:func:`_generalization_comparisons`) with paired runs: per seed the baseline's
+    final test metric minus LN's (positive: LN is better on unseen data), at the setting's resolution."""
+    return [compare(label, [_difference(test_metric(result, b), test_metric(result, a)) for b, a in pairs],
+                    resolution)
+            for result, label, pairs, resolution in _generalization_comparisons(records) if pairs]
 
 
 def s001_generalization(records: dict[str, Record]) -> Verdict:

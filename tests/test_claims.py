@@ -499,7 +499,8 @@ def test_h15_measures_the_speed_up_to_the_baselines_final_bound_and_the_final_ga
 def test_generalization_is_judged_across_the_results_that_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("LNLIB_RESULTS_DIR", str(tmp_path))
     logs = [_cnn(v, s, [0.1, 0.1], [err, err]) for s in range(3) for v, err in (("none", 0.02), ("layernorm_chw", 0.015))]
-    record = results.make_record(experiment="convnet", profile="cpu", seed=0, params={"epochs": 2}, data=_runs(*logs),
+    record = results.make_record(experiment="convnet", profile="cpu", seed=0, params={"epochs": 2, "eval_cases": 10_000},
+                                 data=_runs(*logs),
                                  device="cpu", wall_time_s=1.0)
     results.save(record)
     entry = {"id": "S001-generalization", "check": "S001-generalization", "result": ["convnet", "draw"]}
@@ -527,3 +528,21 @@ def test_h4_can_demand_consecutive_epochs_below_a_threshold():
     twice = claims.h4_faster_convergence(record, consecutive=2)
     assert "[partly reproduced] batch 128 NLL<=0.1" not in once.details
     assert "batch 128 NLL<=0.1: -1 epochs" in twice.details
+
+
+def test_outlier_verdict_under_other_windows_and_matchings():
+    logs = []
+    for s in range(3):
+        for variant, clean, hit in (("baseline", 0.02, 0.03), ("batchnorm", 0.015, 0.04), ("layernorm", 0.01, 0.012)):
+            for definition, rate, err in (("none", 0.0, clean), ("scaled", 0.1, hit)):
+                log = _outlier_log(variant, s, definition, rate, err)
+                log["spec"]["kind"] = "outliers"
+                noisy = variant == "layernorm" and rate > 0  # a bad middle epoch of LN's corrupted runs
+                log["test_error"] = [0.5, 0.05 if noisy else err, err]
+                logs.append(log)
+    record = {"params": {"eval_cases": 10_000}, "data": _runs(*logs)}
+    assert claims.s001_outliers(record, window=1).status == "reproduced"
+    assert claims.under_every_pairing(claims.s001_outliers, record, variant="layernorm", kind="outliers",
+                                      window=1) == {"reproduced": 6}
+    # the median of three epochs is the bad middle one for LN: its impact is the largest, nothing is reproduced
+    assert claims.s001_outliers(record, window=3).status == "not reproduced"
