@@ -1035,13 +1035,18 @@ def _bounds(log: Log, split: str = "test") -> list[float]:
     return [float(b["bound"]) for b in log[split]]
 
 
+#: H15a's reading of "almost twice as fast": LN reaches the baseline's bound in at most 1/1.5 of its epochs.
+ALMOST_TWICE = 1.5
+
+
 def h15_draw_speed(record: Record) -> Verdict:
     """H15a: DRAW with LN "converges almost twice as fast".
 
     Per seed: the baseline's test bound at the profile's last epoch :math:`E` is the target; LN's first
-    epoch :math:`e` with a bound at most that target gives the speed-up :math:`\\log_2(E/e)` (a run that never
-    gets there: none). One part, resolution :math:`\\log_2(E/(E-2))` (two epochs earlier than the baseline);
-    the summary gives the median factor :math:`E/e` against the paper's "about 2"."""
+    epoch :math:`e` with a bound at most that target gives the speed-up :math:`\log_2(E/e)` (a run that never
+    gets there: none). Two parts, both at resolution :math:`\log_2(E/(E-2))` (two epochs): *faster*, the
+    speed-up itself (the direction), and *almost twice as fast*, the speed-up minus
+    :math:`\log_2` :data:`ALMOST_TWICE` (the size). The summary gives the median factor :math:`E/e`."""
     data = record["data"]
     pairs = paired(select(data, variant="baseline"), select(data, variant="layernorm"))
     epochs = int(record["params"]["epochs"])
@@ -1051,20 +1056,28 @@ def h15_draw_speed(record: Record) -> Verdict:
         reach = first_reaching(ln["epoch"], _bounds(ln), target)
         effects.append(None if reach is None else math.log2(epochs / reach))
     resolution = math.log2(epochs / max(epochs - 2, 1))
-    part = compare(f"log2 speed-up to the baseline's epoch-{epochs} test bound", effects, resolution, "octaves")
-    factor = f"median factor x{2 ** part.median:.2f} (paper: about 2)" if part.effects else "LN never got there"
-    return verdict_from_parts([part], len(pairs), factor)
+    faster = compare(f"LN faster: log2 speed-up to the baseline's epoch-{epochs} test bound", effects, resolution,
+                     "octaves")
+    twice = compare(f"almost twice as fast: log2 speed-up minus log2({ALMOST_TWICE:g})",
+                    [None if e is None else e - math.log2(ALMOST_TWICE) for e in effects], resolution, "octaves")
+    factor = (f"median factor x{2 ** faster.median:.2f} (paper: almost 2), to the baseline's epoch-{epochs} bound"
+              if faster.effects else "LN never got there")
+    return verdict_from_parts([faster, twice], len(pairs), factor)
 
 
 def h15_draw_final_bound(record: Record) -> Verdict:
-    """H15b: DRAW with LN reaches a better (lower) final test bound: per seed the baseline's bound minus LN's
-    at the last epoch (median over the last :data:`FINAL_WINDOW`), resolution :data:`NATS_RESOLUTION`."""
+    """H15b: DRAW with LN reaches a better (lower) test bound at the end of training. The paper compares
+    models after 200 epochs; here the bound is taken at the profile's last epoch (the median over the last
+    :data:`FINAL_WINDOW`), which at the cpu profile (20 epochs) is a proxy: the models are still improving.
+    Per seed the baseline's bound minus LN's, resolution :data:`NATS_RESOLUTION`."""
     data = record["data"]
+    epochs = int(record["params"]["epochs"])
     pairs = paired(select(data, variant="baseline"), select(data, variant="layernorm"))
     final = [(_median(_bounds(b)[-FINAL_WINDOW:]), _median(_bounds(ln)[-FINAL_WINDOW:])) for b, ln in pairs]
-    part = compare("final test bound, baseline minus LN", [b - ln for b, ln in final], NATS_RESOLUTION, "nats")
-    summary = (f"baseline {_median([b for b, _ in final]):.2f}, LN {_median([ln for _, ln in final]):.2f} nats "
-               f"(paper 82.36, 82.09 after 200 epochs)") if final else ""
+    part = compare(f"test bound at the profile's last epoch ({epochs}), baseline minus LN",
+                   [b - ln for b, ln in final], NATS_RESOLUTION, "nats")
+    summary = (f"after {epochs} epochs: baseline {_median([b for b, _ in final]):.2f}, LN "
+               f"{_median([ln for _, ln in final]):.2f} nats (paper, 200 epochs: 82.36, 82.09)") if final else ""
     return verdict_from_parts([part], len(pairs), summary)
 
 

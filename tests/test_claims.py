@@ -490,6 +490,11 @@ def test_h15_measures_the_speed_up_to_the_baselines_final_bound_and_the_final_ga
     assert speed.status == "reproduced" and "median factor x2.00" in speed.evidence
     final = claims.h15_draw_final_bound(record)
     assert final.status == "reproduced" and "baseline 93.50, LN 90.35" in final.evidence
+    # faster, but not almost twice as fast: LN reaches 93 at epoch 6 (a factor 1.33 < 1.5)
+    modest = [115, 105, 100, 97, 95, 93, 92, 91]
+    record["data"] = _runs(*[_draw_log(v, s, b) for s in range(3) for v, b in (("baseline", base), ("layernorm", modest))])
+    speed = claims.h15_draw_speed(record)
+    assert speed.status == "partly reproduced" and "1 reproduced, 0 partly, 1 not" in speed.evidence
     slow = {"params": {"epochs": 8}, "data": _runs(*[_draw_log(v, s, base) for s in range(3)
                                                      for v in ("baseline", "layernorm")])}
     assert claims.h15_draw_speed(slow).status == "not reproduced"  # the same curve: no speed-up

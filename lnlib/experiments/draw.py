@@ -12,8 +12,9 @@ attention sizes, the learning rate and the batch size are not given; we take the
 settings where it has them (read 2x2, write 5x5 attention) and Adam at 1e-3 with batches of 64 and the
 gradient's global norm clipped at ``clip`` (10). With the loss in nats per image the norm exceeds 10 at
 every step of the cpu profile (``clipped_steps`` in the log), so every gradient is rescaled to norm 10
-before Adam: Adam's step is nearly invariant to a constant rescaling, and the clipping removes the rare
-very large gradients of the long unrolled graph; both variants are treated alike. The ``paper`` profile has the paper's 64 glimpses, 256 units and 200 epochs, with latent size
+before Adam, whose step is nearly invariant to a rescaling that changes slowly from step to step; the
+pre-clip norms are not logged, so whether the rescaling differs between the variants is not measured.
+Both variants are treated alike. The initial canvas and LSTM states are zeros. The ``paper`` profile has the paper's 64 glimpses, 256 units and 200 epochs, with latent size
 100; the ``cpu`` profile is reduced to fit about three single-core hours for both variants and three
 seeds: 16 glimpses, 128 units, latent size 10, 20 epochs.
 
