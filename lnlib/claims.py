@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,9 +393,18 @@ def under_every_pairing(check: Callable[..., Verdict], record: Record, variant: 
     of the seed numbers in turn (the other variants keep theirs) and ``check`` is judged for each. ``kind``
     names the runs that move (``"outliers"`` for :func:`s001_outliers`, whose runs are Figure 6 runs: a
     variant's clean and corrupted runs of one seed move together, so its impacts stay paired)."""
+    counts: dict[str, int] = {}
+    for matched in seed_matchings(record, variant, kind):
+        status = check(matched, **options).status
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def seed_matchings(record: Record, variant: str = "layernorm", kind: str = "main") -> Iterator[Record]:
+    """``record`` once per permutation of the seed numbers of ``variant``'s runs of ``kind`` (the identity
+    first), the other runs unchanged: every matching of independent runs (:func:`under_every_pairing`)."""
     runs = record["data"]["runs"]
     seeds = sorted({int(log["spec"]["seed"]) for log in runs.values() if log["spec"]["kind"] == kind})
-    counts: dict[str, int] = {}
     for order in itertools.permutations(seeds):
         relabel = dict(zip(seeds, order))
 
@@ -404,10 +413,7 @@ def under_every_pairing(check: Callable[..., Verdict], record: Record, variant: 
                 return log
             return dict(log, spec=dict(log["spec"], seed=relabel[int(log["spec"]["seed"])]))
 
-        data = dict(record["data"], runs={k: moved(log) for k, log in runs.items()})
-        status = check(dict(record, data=data), **options).status
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+        yield dict(record, data=dict(record["data"], runs={k: moved(log) for k, log in runs.items()}))
 
 
 def _window_median(log: Log, key: str, epochs: range, transform: Callable[[float], float]) -> float:
@@ -792,6 +798,12 @@ def final_test_metric(log: Log) -> float:
     return math.inf if value is None or not math.isfinite(value) else float(value)
 
 
+def _rnn_resolution(task: str, log: Log) -> float:
+    """The resolution of a recurrent task's final test metric: one test case for an error rate, else
+    :data:`MSE_RESOLUTION`."""
+    return 1.0 / int(log["spec"]["test_cases"]) if task == "seqmnist" else MSE_RESOLUTION
+
+
 def h11_generalization_proxy(record: Record) -> Verdict:
     """H11, as a proxy only (the paper's tasks are out of reach): on every recurrent task here, per seed,
     the baseline's final test metric minus the LN cell's (LSTM vs LN-LSTM, RNN vs LN-RNN, GRU vs LN-GRU,
@@ -802,7 +814,7 @@ def h11_generalization_proxy(record: Record) -> Verdict:
         pairs = paired(select_rnn(d, task, ln), select_rnn(d, task, base))
         if not pairs:
             continue
-        resolution = 1.0 / int(pairs[0][0]["spec"]["test_cases"]) if task == "seqmnist" else MSE_RESOLUTION
+        resolution = _rnn_resolution(task, pairs[0][0])
         parts.append(compare(f"{task} {base} minus {ln}",
                              [_difference(final_test_metric(b), final_test_metric(a)) for a, b in pairs], resolution))
     if not parts:
@@ -1008,12 +1020,13 @@ def s001_outliers(record: Record, *, batch_norm_statistics: str = "training set"
     parts, impacts = [], []
     clean = {v: seeds_of(select(data, variant=v, rate=0.0)) for v in ("baseline", "batchnorm", "layernorm")}
 
+    def error(log: Log, variant: str, corrupted: bool) -> float:
+        if variant == "batchnorm" and batch_norm_statistics == "clean images":  # the last epoch, as measured
+            return log["clean_statistics"]["test_error"] if corrupted else log["test_error"][-1]
+        return _final(log, "test_error", window)
+
     def impact(variant: str, definition: str, rate: float) -> dict[int, float]:
-        if variant == "batchnorm" and batch_norm_statistics == "clean images":
-            return {s: log["clean_statistics"]["test_error"] - clean[variant][s]["test_error"][-1]
-                    for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
-                    if s in clean[variant]}
-        return {s: _final(log, "test_error", window) - _final(clean[variant][s], "test_error", window)
+        return {s: error(log, variant, True) - error(clean[variant][s], variant, False)
                 for s, log in seeds_of(select(data, variant=variant, definition=definition, rate=rate)).items()
                 if s in clean[variant]}
 
@@ -1123,7 +1136,7 @@ def _generalization_comparisons(records: dict[str, Record]) -> list[tuple[str, s
             pairs = paired(select_rnn(data, task, base), select_rnn(data, task, ln))
             if pairs:
                 metric = "test error" if task == "seqmnist" else "test MSE at the training length"
-                resolution = 1.0 / int(pairs[0][0]["spec"]["test_cases"]) if task == "seqmnist" else MSE_RESOLUTION
+                resolution = _rnn_resolution(task, pairs[0][0])
                 out.append(("rnn", f"{RNN_TASK_NAMES[task]} {base.upper()}, {metric}", pairs, resolution))
     return out
 

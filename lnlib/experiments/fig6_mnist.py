@@ -511,14 +511,11 @@ def run(params: dict[str, Any], *, profile: str, seed: int, device: str, progres
     if len(stages) < 2:
         raise ValueError(f"train=False needs the finished learning-rate sweep of profile {profile!r} in {folder}; "
                          f"it has {progress_of(params, profile, seed)['finished']} finished runs")
-    logs, missing = {}, []
-    for spec in (s for stage in stages for s in stage):
-        log = train_run(spec, data, folder, device=dev, progress=progress) if train else \
-            training.committed_log(folder, run_key(spec), spec) or training.finished_log(folder, run_key(spec), spec)
-        if log is None:
-            missing.append(_label(spec))
-        else:
-            logs[run_key(spec)] = log
+    every = [s for stage in stages for s in stage]
+    if train:
+        logs, missing = {run_key(s): train_run(s, data, folder, device=dev, progress=progress) for s in every}, []
+    else:
+        logs, missing = training.finished_runs(folder, every, run_key, _label)
     chosen = choose([logs[run_key(s)] for s in sweep_specs(params, seed)], params)
     return {"chosen": chosen, "runs": logs, "complete": not missing, "missing": missing,
             "timing": timing(params, data), "assembly_seconds": time.perf_counter() - began,
@@ -548,13 +545,7 @@ def main(argv: list[str] | None = None) -> None:
         assemble="train nothing: write the profile's result file from the runs finished so far (it records "
                  "which planned runs are missing), timing the training loop with nothing else running")
     if args.assemble:
-        from . import run as run_experiment  # the package's entry point: provenance and an atomic write
-
-        record = run_experiment(sys.modules[__name__], profile=args.profile, seed=args.seed, device=args.device,
-                                train=False)
-        d = record["data"]
-        print(f"{NAME}-{args.profile}-seed{args.seed}: {len(d['runs'])} runs assembled, "
-              f"{len(d['missing'])} planned runs missing; written to data/results/")
+        training.assemble_command(NAME, sys.modules[__name__], args)
         return
     params = PROFILES[args.profile]
     folder = training.run_folder(NAME, args.profile, args.seed)

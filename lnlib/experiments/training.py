@@ -293,16 +293,33 @@ def assemble(name: str, profile: str, seed: int, specs: list[dict[str, Any]], ke
         logs = train_all(name, profile, seed, specs, key, train_run, data, device, progress)
         missing: list[str] = []
     else:
-        folder = run_folder(name, profile, seed)
-        logs, missing = {}, []
-        for spec in specs:
-            log = committed_log(folder, key(spec), spec) or finished_log(folder, key(spec), spec)
-            if log is None:
-                missing.append(label(spec))
-            else:
-                logs[key(spec)] = log
+        logs, missing = finished_runs(run_folder(name, profile, seed), specs, key, label)
     return {"runs": logs, "complete": not missing, "missing": missing,
             "training_seconds": sum(map(run_seconds, logs.values()))}
+
+
+def finished_runs(folder: Path, specs: list[dict[str, Any]], key: Callable[[dict[str, Any]], str],
+                  label: Callable[[dict[str, Any]], str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``({key: log}, [label, ...])``: the runs of ``specs`` finished so far (committed or in ``folder``), and
+    the labels of the others; nothing is trained."""
+    logs, missing = {}, []
+    for spec in specs:
+        log = committed_log(folder, key(spec), spec) or finished_log(folder, key(spec), spec)
+        if log is None:
+            missing.append(label(spec))
+        else:
+            logs[key(spec)] = log
+    return logs, missing
+
+
+def assemble_command(name: str, module: ModuleType, args: argparse.Namespace) -> None:
+    """``--assemble`` of a worker command: write the profile's result file from the runs finished so far
+    (``module``'s ``run`` with ``train=False``, through :func:`lnlib.experiments.run`: provenance, atomic write)."""
+    from . import run as run_experiment
+
+    d = run_experiment(module, profile=args.profile, seed=args.seed, device=args.device, train=False)["data"]
+    print(f"{name}-{args.profile}-seed{args.seed}: {len(d['runs'])} runs assembled, {len(d['missing'])} "
+          "planned runs missing; written to the results folder")
 
 
 def run_seconds(log: dict[str, Any]) -> float:
@@ -324,11 +341,7 @@ def work_through_queue(name: str, description: str, profiles: dict[str, Any], ar
                              "file from the runs finished so far (it records which planned runs are missing)"
                              if module is not None else "")
     if getattr(args, "assemble", False):
-        from . import run as run_experiment  # the package's entry point: provenance and an atomic write
-
-        d = run_experiment(module, profile=args.profile, seed=args.seed, device=args.device, train=False)["data"]
-        print(f"{name}-{args.profile}-seed{args.seed}: {len(d['runs'])} runs assembled, {len(d['missing'])} "
-              "planned runs missing; written to the results folder")
+        assemble_command(name, module, args)
         return
     folder = run_folder(name, args.profile, args.seed)
     data = load()
