@@ -1,4 +1,4 @@
-"""``python -m lnlib.bench``: run the benchmark suite and print its table (chapter 13 shows it).
+"""``python -m lnlib.bench``: run the benchmark suite and print its table (chapter 16 shows it).
 
 Options: ``--profile`` (``cpu`` by default: the four shapes of the book, about 3 minutes; ``smoke``: seconds;
 ``gpu``: the GPU rows only, about a minute, CUDA needed), ``--device`` (``auto``: the CPU rows always, plus

@@ -287,7 +287,7 @@ def _difference(a: float, b: float) -> Effect:
     return None if math.isnan(value) else value
 
 
-# --- Figure 6 (chapter 9) ----------------------------------------------------------------------------------
+# --- Figure 6 (chapter 6) ----------------------------------------------------------------------------------
 
 FIG6_THRESHOLDS = (1e-1, 1e-2, 1e-3)
 #: Ties in H3's training-NLL comparison: log ratios that differ by less than 0.01 (1 %).
@@ -518,7 +518,7 @@ def h3_batch_size_robustness(record: Record, *, small_batch_rate: str = "shared"
     return verdict_from_parts(parts, len(judged_seeds), summary, head)
 
 
-# --- Recurrent networks (chapter 11) -------------------------------------------------------------------------
+# --- Recurrent networks (chapter 8) -------------------------------------------------------------------------
 
 RNN_TASKS = ("seqmnist", "adding")  # the tasks of H8 and H9 (adding_var is H13b's)
 #: thresholds for steps-to-threshold (H8): validation error (seqmnist), validation squared error (adding)
@@ -918,7 +918,7 @@ def h10_long_sequences_small_batches(record: Record, threshold: float | None = N
     return verdict_from_parts(parts, len(seeds), summary, head)
 
 
-# --- Convolutional networks, outliers, DRAW, generalization (chapters 12-14) ----------------------------------
+# --- Convolutional networks, outliers, DRAW, generalization (chapters 10, 11, 17) ----------------------------
 
 #: The last epochs a final test metric is taken over (median), so that one noisy epoch does not decide.
 FINAL_WINDOW = 2

@@ -1,4 +1,4 @@
-"""The epsilon_numerics experiment (chapter 6): result files, determinism, and the physics it must show."""
+"""The epsilon_numerics experiment (chapter 15): result files, determinism, and the physics it must show."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ def test_the_bn_lstm_fix_keeps_the_exact_gradient_and_the_plain_computation_fail
 def test_layer_norm_of_a_zero_state_gives_a_large_but_exact_gradient(one_torch_thread):
     """LN of an all-zero vector has derivative gain/sqrt(eps) too; with zero input rows the LN-LSTM's state
     stays exactly zero and its gradient grows by that factor per step. That is the true derivative (float32
-    and float64 agree), not rounding, which is why sequential MNIST is standardized (chapter 11)."""
+    and float64 agree), not rounding, which is why sequential MNIST is standardized (chapter 8)."""
     xs, targets = constant_step_batch(zero_rows=True)
     g32 = first_gradient("ln_lstm", xs, targets, torch.float32)
     g64 = first_gradient("ln_lstm", xs, targets, torch.float64)

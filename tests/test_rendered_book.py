@@ -37,10 +37,19 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def _moved_pages() -> dict[str, str]:
+    """Old page name -> new page name (``moved_pages`` of ``_config.yml``): the old addresses are small pages
+    that send the reader on, checked by their own test rather than as pages of the book."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config.get("sphinx", {}).get("config", {}).get("moved_pages", {})
+
+
 def _pages() -> list[Path]:
     if not (HTML / "index.html").exists():
         return []
-    return sorted(p for p in HTML.rglob("*.html") if p.name not in SKIP_PAGES and "_static" not in p.parts)
+    moved = {(HTML / f"{old}.html").resolve() for old in _moved_pages()}
+    return sorted(p for p in HTML.rglob("*.html")
+                  if p.name not in SKIP_PAGES and "_static" not in p.parts and p.resolve() not in moved)
 
 
 class _Collect(HTMLParser):
@@ -176,3 +185,21 @@ def test_every_launch_link_is_built_from_the_repository_setting():
         if page.parent.name == "chapters" and page.with_suffix(".ipynb").name in {
                 p.name for p in (ROOT / "chapters").glob("*.ipynb")}:
             assert found == set(expected), f"{page.name} lacks a launch link: has {sorted(found)}"
+
+
+def test_old_chapter_addresses_lead_to_the_new_pages():
+    """Every page named in ``moved_pages`` of ``_config.yml`` (the chapters' addresses before the book was
+    renumbered) exists in the built book and sends the reader to its new page, which exists."""
+    if not _pages():
+        pytest.skip("the book is not built (make html)")
+    moved = _moved_pages()
+    assert moved, "no moved pages recorded"
+    for old, new in moved.items():
+        page = HTML / f"{old}.html"
+        assert page.exists(), f"the old address {old}.html is missing"
+        assert not (ROOT / f"{old}.ipynb").exists() and not (ROOT / f"{old}.md").exists(), f"{old} is still a page"
+        collect = _Collect()
+        collect.feed(page.read_text(encoding="utf-8"))
+        targets = {(page.parent / unquote(urlsplit(link).path)).resolve() for link in collect.links}
+        assert targets == {(HTML / f"{new}.html").resolve()}, f"{old}.html links to {sorted(map(str, targets))}"
+        assert (HTML / f"{new}.html").exists()

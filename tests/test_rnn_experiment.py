@@ -1,4 +1,4 @@
-"""The recurrent experiment (lnlib.experiments.rnn, chapter 11): data, model, measurements, verdicts,
+"""The recurrent experiment (lnlib.experiments.rnn, chapter 8): data, model, measurements, verdicts,
 the smoke record, determinism and resuming."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The H10 grid (lnlib.experiments.rnn_grid, chapter 11b): its evaluation grid, early stopping, the plan,
+"""The H10 grid (lnlib.experiments.rnn_grid, chapter 9): its evaluation grid, early stopping, the plan,
 and a smoke record the verdict can read."""
 
 from __future__ import annotations

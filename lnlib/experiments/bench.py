@@ -1,4 +1,4 @@
-r"""Benchmarks: how fast lnlib's layer norm and batch norm are, against PyTorch and a memory copy (chapter 13).
+r"""Benchmarks: how fast lnlib's layer norm and batch norm are, against PyTorch and a memory copy (chapter 16).
 
 Method (after ``shared/reference/performance.md``): one thread (``threadpoolctl`` for NumPy's BLAS,
 ``torch.set_num_threads(1)``), float32, C-contiguous inputs prepared outside the timed region, one warm-up
@@ -16,7 +16,7 @@ Rows (``M x N`` input, layer norm over the last axis, batch norm over the first)
   (``torch.ops.aten.native_layer_norm_backward``) and autograd forward+backward; ``lnlib.torch`` forward
   and autograd forward+backward, with its default (fused kernels) and with ``native=False`` (the
   hand-derived backward);
-* a training step of the 784-1000-1000-10 LN-MLP of chapter 9 with ``lnlib.torch.LayerNorm`` against
+* a training step of the 784-1000-1000-10 LN-MLP of chapter 6 with ``lnlib.torch.LayerNorm`` against
   ``torch.nn.LayerNorm``, at batch sizes 128 and 4 (Adam, fused), about ``train_steps`` steps each, the two
   models taking turns loop by loop (:func:`interleaved_seconds`);
 * with a CUDA device, the torch rows again on the GPU, next to a device copy (``Tensor.copy_``) and a
@@ -237,7 +237,7 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
 
 
 def training_step_rows(params: dict[str, Any], device: torch.device, tag: str = "") -> list[dict[str, Any]]:
-    """A training step of chapter 9's LN-MLP: lnlib.torch.LayerNorm against torch.nn.LayerNorm."""
+    """A training step of chapter 6's LN-MLP: lnlib.torch.LayerNorm against torch.nn.LayerNorm."""
     rows = []
     sync = synchronizer(device)
     impls = (("torch.nn.LayerNorm", lambda h: nn.LayerNorm(h)),

@@ -1,4 +1,4 @@
-r"""Why layer norm has an :math:`\epsilon`, and how accurately its statistics can be computed (chapter 6).
+r"""Why layer norm has an :math:`\epsilon`, and how accurately its statistics can be computed (chapter 15).
 
 Three measurements, all on synthetic inputs (no training is involved):
 

@@ -1,4 +1,4 @@
-r"""Figure 6 of the paper: permutation-invariant MNIST, batch norm vs layer norm vs none (chapter 9).
+r"""Figure 6 of the paper: permutation-invariant MNIST, batch norm vs layer norm vs none (chapter 6).
 
 The paper (§6.6) trains a 784-1000-1000-10 MLP with Adam on 55,000 MNIST cases, at mini-batch sizes 128
 and 4, with batch normalization "applied to all layers", layer normalization on the hidden layers only

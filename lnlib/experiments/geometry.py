@@ -1,4 +1,4 @@
-r"""The geometry of §5.2, measured: implicit learning-rate reduction and the metric of the gains (chapter 8).
+r"""The geometry of §5.2, measured: implicit learning-rate reduction and the metric of the gains (chapter 5).
 
 Three measurements, all in float64 with :math:`\epsilon = 0` (the paper's exact definitions):
 
@@ -26,7 +26,7 @@ Three measurements, all in float64 with :math:`\epsilon = 0` (the paper's exact 
    effective steps, losses, and the largest deviation from that identity.
 
 Not part of :func:`run`: the autograd twin of :func:`lnlib.numpy.fisher.normalized_glm_fisher` (eq. 13),
-:func:`fisher_autograd`, which chapter 8 and ``tests/test_fisher.py`` compare with the closed form. It
+:func:`fisher_autograd`, which chapter 5 and ``tests/test_fisher.py`` compare with the closed form. It
 builds :math:`F = \mathbb E_x\,\mathbb E_{y\sim P(y\mid x)}[\nabla_\theta\log P\,\nabla_\theta\log P^\top]` from
 the scores torch's autograd gives for the model's log-likelihood, with no use of the closed form's algebra.
 """

@@ -1,4 +1,4 @@
-r"""Table 1 of the paper, measured: which transformations leave each normalization unchanged (chapter 7).
+r"""Table 1 of the paper, measured: which transformations leave each normalization unchanged (chapter 4).
 
 A layer has weights :math:`W\in\mathbb R^{H\times D}` (row :math:`w_i` feeds hidden unit :math:`i`) and sees a
 data set :math:`X\in\mathbb R^{N\times D}`; its summed inputs are :math:`A = XW^\top`. Each method maps

@@ -1,4 +1,4 @@
-r"""Recurrent experiments (chapter 11): LSTM vs LN-LSTM vs BN-LSTM on two sequence tasks, claims H8, H9,
+r"""Recurrent experiments (chapter 8): LSTM vs LN-LSTM vs BN-LSTM on two sequence tasks, claims H8, H9,
 H12 and H13.
 
 The paper trains its LN-LSTMs and LN-GRUs on tasks out of reach here (§6.1–6.5: COCO, the CNN corpus,
@@ -10,7 +10,7 @@ BookCorpus, IAM-OnDB). This module measures the same four claims at CPU scale, o
   mean and standard deviation of all training pixels (``standardize``). With raw pixels in [0, 1], the
   blank rows at the top of a digit are exact zeros: with the zero initial state, every layer norm of the
   LN-LSTM then normalizes an all-zero vector for several steps, where its derivative is
-  :math:`\text{gain}/\sqrt{\epsilon}\approx 316` (chapter 6), and the first gradient overflows.
+  :math:`\text{gain}/\sqrt{\epsilon}\approx 316` (chapter 15), and the first gradient overflows.
   Each run records that first gradient on raw pixels too (``norms_init_raw_pixels``);
 * **the adding problem** (``adding``) of Hochreiter & Schmidhuber (1997), in its common two-marker form
   (:func:`adding_batch`): at every step the input is a pair (value ~ U(0, 1), marker), exactly two
@@ -20,7 +20,7 @@ BookCorpus, IAM-OnDB). This module measures the same four claims at CPU scale, o
   generated, so the task can be evaluated at any length: trained at one length ``T``, each model is
   evaluated at ``T``, ``2T``, ``4T``, ``8T`` (claim H13), with the markers still one in each half.
 
-The cells are those of :mod:`lnlib.torch.recurrent` (chapter 10): ``lstm`` (eqs. 17–19), ``ln_lstm``
+The cells are those of :mod:`lnlib.torch.recurrent` (chapter 7): ``lstm`` (eqs. 17–19), ``ln_lstm``
 (eqs. 20–22, gains initialized to 1 as the paper's §6) and ``bn_lstm`` (Cooijmans et al. 2016, gains 0.1
 as they recommend, per-time-step running statistics with momentum 0.1; beyond the longest training
 sequence, evaluation reuses the statistics of the last trained step). Two more variants test the gain
@@ -76,7 +76,7 @@ from . import training
 NAME = "rnn"
 TASKS = ("seqmnist", "adding", "adding_var")
 #: The revision of the cell code every spec names (so logs of older code are never reused): 2 = the BN-LSTM
-#: with batch-centred products and constant features set to their shift (issue 13; chapter 11).
+#: with batch-centred products and constant features set to their shift (issue 13; chapter 8).
 CELL_CODE = 2
 THREADS = 1  # one torch thread per process: the runs are small, and two workers use the two cores
 #: variant -> (cell kind, gain initialization; None: the cell's default)
@@ -94,10 +94,10 @@ VARIANTS: dict[str, tuple[str, float | None]] = {
     "lstm_fb1": ("lstm", None),
 }
 #: cell options of a variant beyond kind and gain: the authors' code adds the LSTM bias inside the input LN
-#: and again after the LNs (``LN(x W_x + b) + LN(h W_h) + b``; chapter 10), an ablation of eq. 20
+#: and again after the LNs (``LN(x W_x + b) + LN(h W_h) + b``; chapter 7), an ablation of eq. 20
 VARIANT_OPTIONS: dict[str, dict[str, Any]] = {"ln_lstm_codebias": {"bias_in_input_ln": True}}
 #: forget-gate bias at initialization (the usual remedy for an LSTM's long plateau, Gers et al. 2000;
-#: Jozefowicz et al. 2015): a control of H10's baseline (chapter 11b); the authors' code has none
+#: Jozefowicz et al. 2015): a control of H10's baseline (chapter 9); the authors' code has none
 FORGET_BIAS: dict[str, float] = {"lstm_fb1": 1.0}
 #: the trivial squared error on the adding problem: predicting the mean 1 of u1 + u2, Var = 2/12
 ADDING_TRIVIAL_MSE = 1.0 / 6.0
@@ -110,7 +110,7 @@ SOURCE_SHA256 = hashlib.sha256(b"".join(
     (Path(__file__).parent.parent / name).read_bytes()
     for name in ("experiments/rnn.py", "torch/recurrent.py", "numpy/recurrent.py"))).hexdigest()
 
-_ALL = [v for v in VARIANTS if v not in FORGET_BIAS]  # the control of chapter 11b is trained there only
+_ALL = [v for v in VARIANTS if v not in FORGET_BIAS]  # the control of chapter 9 is trained there only
 _THREE = ["lstm", "ln_lstm", "bn_lstm"]
 _FIVE = _THREE + ["rnn", "ln_rnn"]
 

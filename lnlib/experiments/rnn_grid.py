@@ -5,7 +5,7 @@ The paper's conclusion (§7) says recurrent networks benefit most "especially fo
 mini-batches", and §6.5 motivates its handwriting experiment (sequences of 500 steps, mini-batches of 8)
 the same way. It shows no experiment that varies either. Here the adding problem (:mod:`.rnn`; any length
 can be generated) is trained at every combination of ``lengths`` and ``batch_sizes``, by the LSTM (eqs.
-17–19) and the LN-LSTM (eqs. 20–22), with the same weights, batches and optimizer as chapter 11's runs of
+17–19) and the LN-LSTM (eqs. 20–22), with the same weights, batches and optimizer as chapter 8's runs of
 the adding task.
 
 **The measurement.** For one seed and one cell :math:`(T, B)` of the grid, the *speed-up* at a threshold
@@ -68,7 +68,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                    control_batch_sizes=(2, 8)),
     # 4 lengths spanning 8x, batch sizes 4 to 64. With 12,000 steps the LSTM at T=80, B=4 did not reach 0.05
     # in 3 of 5 seeds, so that cell gets 48,000. Control: the LSTM with a forget-gate bias of 1 in the four
-    # corners of the grid (chapter 11b).
+    # corners of the grid (chapter 9).
     "cpu": _grid((10, 20, 40, 80), (4, 16, 64), 5, 64, 12_000, 10, 500, (0.1, 0.05, 0.02), 0.05,
                  longer_budgets=((80, 4, 48_000),), control_lengths=(10, 80), control_batch_sizes=(4, 64)),
     "paper": _grid((25, 50, 100, 200, 500), (4, 8, 16, 64), 5, 128, 40_000, 10, 1000, (0.1, 0.05, 0.02), 0.05,

@@ -38,7 +38,7 @@ only enters through :math:`r` and :math:`\hat x`, so the formula is exact for ev
 The bracket subtracts from :math:`g` its projections on the constant vector and (for :math:`d = 0`) on
 :math:`\hat x`: within every slice over :math:`A` the input gradient is orthogonal to the constant vector,
 and its component along :math:`\hat x` is :math:`r\,(g\cdot\hat x)\,\epsilon/(\sigma^2+\epsilon)`, zero
-only when :math:`\epsilon = 0` (chapter 5).
+only when :math:`\epsilon = 0` (chapter 3).
 
 **Dtypes: one accumulation rule** (both backends, :data:`lnlib._checks.ACCUMULATION_DTYPES`): float32
 in gives float32 out, float64 gives float64; the two 16-bit formats, float16 and bfloat16 (NumPy's through

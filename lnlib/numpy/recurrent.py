@@ -297,7 +297,7 @@ def bn_lstm_step(x: object, h: object, c: object, params: Params, *, stats: Stat
     sequential MNIST, whose top pixel rows are the same for every image) normalize to exactly their shift
     (:math:`\hat x = 0`), where :func:`lnlib.numpy.batch_norm` would return the rounding error of
     :math:`x - \mu` divided by :math:`\sqrt{\epsilon}`. The PyTorch twin also passes no gradient through
-    them; chapter 11 shows why that is the exact parameter gradient.
+    them; chapter 8 shows why that is the exact parameter gradient.
     """
     x, (h, c) = _check_step("bn_lstm", x, params, h=h, c=c)
     p = params
@@ -343,7 +343,7 @@ def constant_over_batch(values: np.ndarray) -> np.ndarray:
 
     In exact arithmetic such a feature has batch variance 0, its batch-normalized value is
     :math:`\beta` and, when it is computed from values that are themselves the same for every case, its
-    contribution to every parameter gradient is exactly zero (chapter 11). Computed in floating point its
+    contribution to every parameter gradient is exactly zero (chapter 8). Computed in floating point its
     centred values :math:`x - \mu` are rounding errors that BN divides by :math:`\sqrt{\epsilon}`.
     """
     values = np.asarray(values)

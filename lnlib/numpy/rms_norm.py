@@ -9,7 +9,7 @@ case, over the axes ``axis``,
 
 It is :func:`lnlib.numpy.normalization.normalize` with ``center=False``; the backward pass is the layer-norm
 formula without the mean term, :math:`\partial L/\partial a = r\,(g - \hat a\,\frac1M\sum_A g\,\hat a)`.
-Without centering it is not invariant to adding a constant to every summed input (chapter 7 measures
+Without centering it is not invariant to adding a constant to every summed input (chapter 4 measures
 which of the paper's invariances it keeps).
 """
 

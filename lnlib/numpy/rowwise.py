@@ -2,7 +2,7 @@ r"""Row-blocked kernels: the standardization of :mod:`lnlib.numpy.normalization`
 
 When the statistics run over the last axis only (layer norm of ``(..., H)`` activations, the paper's eq. 3)
 and the gain and bias are per unit, the arithmetic is the same as the general path, but it is organised
-for speed (chapter 13 measures it):
+for speed (chapter 16 measures it):
 
 * the rows are processed in blocks of about 512 KiB, so the five passes over a block (sum, centre, square
   and sum, scale, affine) hit the processor's L2 cache instead of main memory;

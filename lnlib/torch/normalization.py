@@ -32,7 +32,7 @@ They are called through ``torch.native_layer_norm``, ``torch._fused_rms_norm`` a
 (Welford-style moments on the CPU): results agree with the composite path to rounding, which the tests
 check. They are one fused pass instead of about ten tensor operations, and
 their backward passes are compiled kernels: this is what makes ``lnlib.torch`` as fast as ``torch.nn``
-(chapter 13). ``native=False`` forces the composite path with the hand-derived backward for every layout;
+(chapter 16). ``native=False`` forces the composite path with the hand-derived backward for every layout;
 the unbiased variance (``ddof=1``) and every other layout always use it.
 """
 

@@ -124,7 +124,7 @@ def bn_lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, params: Para
     the feature comes from values that are the same for every case (a constant input row, the zero
     initial state and everything computed from them) it adds exactly nothing to any parameter gradient.
     In float32 that zero is the difference of numbers amplified by :math:`1/\sqrt{\epsilon}` at every
-    such step, i.e. rounding noise (chapter 11 measured a first gradient norm of 3.4e3 where float64 gives
+    such step, i.e. rounding noise (chapter 8 measured a first gradient norm of 3.4e3 where float64 gives
     2.5); dropping it makes the float32 gradient agree with float64 (``tests/test_recurrent_numerics.py``).
     The running statistics are updated as before."""
     x, (h, c) = _check_step("bn_lstm", x, params, h=h, c=c)
