@@ -7,8 +7,9 @@ printed in scientific notation and sanitized by ``tests/nbval_sanitize.cfg``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -41,6 +42,33 @@ def rounding(value: float, digits: int = 1, floor: float = ROUNDING_FLOOR) -> st
     by default :data:`ROUNDING_FLOOR`, about 450 units in the last place at 1; a finite difference with
     step h needs a floor near ``1e-16 / h`` times the function's size)."""
     return f"<{floor:.0e}" if abs(value) < floor else sci(value, digits)
+
+
+class Judged(Protocol):
+    """What :func:`verdict` prints: ``lnlib.claims.Verdict`` has these three fields."""
+
+    status: str
+    evidence: str
+    details: str
+
+
+def verdict(name: str, judged: Judged, width: int = 78) -> str:
+    """A claim's verdict as the chapters print it: ``name status: evidence.`` wrapped to ``width``, then each
+    ``"; "``-separated part of ``details`` on its own indented lines (a part is one comparison of the rule)."""
+    head = textwrap.fill(f"{name} {judged.status}: {judged.evidence}.", width, subsequent_indent="    ",
+                         break_on_hyphens=False)
+    parts = [textwrap.fill(part, width, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False)
+             for part in judged.details.split("; ") if part]
+    return "\n".join([head, *parts])
+
+
+def run_commits(runs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which commits the runs of a result were trained at (a result assembled from runs of several sessions
+    says so): ``the runs were trained at 2 commits (0e4591a, 759b3ab +local changes)``."""
+    commits = sorted({(str(log["git_commit"])[:7], bool(log["code_modified"])) for log in runs.values()})
+    listed = ", ".join(f"{c}{' +local changes' if m else ''}" for c, m in commits)
+    count = len({c for c, _ in commits})
+    return f"the runs were trained at {count} commit{'s' if count != 1 else ''} ({listed})"
 
 
 def provenance_card(record: dict[str, Any]) -> str:

@@ -178,3 +178,26 @@ def test_rounding_level_errors_print_as_a_bound():
     assert report.rounding(4.4e-16) == "<1e-13" and report.rounding(0.0) == "<1e-13"
     assert report.rounding(2.7e-8) == "2.7e-08" and report.rounding(3.3e-13, floor=1e-11) == "<1e-11"
     assert report.rounding(1.62e-6, 2) == "1.62e-06"
+
+
+def test_a_verdict_prints_its_status_then_one_comparison_per_part():
+    from lnlib import report
+
+    from lnlib.claims import Verdict
+
+    text = report.verdict("H14a", Verdict("reproduced", "5 seeds; 3 reproduced of 3 comparisons",
+                                          "[reproduced] epoch 1: +0.48; [reproduced] epoch 6: +0.32"))
+    assert text.splitlines() == ["H14a reproduced: 5 seeds; 3 reproduced of 3 comparisons.",
+                                 "  [reproduced] epoch 1: +0.48", "  [reproduced] epoch 6: +0.32"]
+    long = report.verdict("H", Verdict("not reproduced", "x " * 60, "a" * 10), width=40)
+    assert all(len(line) <= 40 for line in long.splitlines()) and long.splitlines()[1].startswith("    ")
+
+
+def test_run_commits_names_each_commit_once_and_flags_local_changes():
+    from lnlib import report
+
+    runs = {"a": {"git_commit": "0e4591a0000", "code_modified": False},
+            "b": {"git_commit": "0e4591a0000", "code_modified": False},
+            "c": {"git_commit": "759b3ab1111", "code_modified": True}}
+    assert report.run_commits(runs) == "the runs were trained at 2 commits (0e4591a, 759b3ab +local changes)"
+    assert report.run_commits({"a": runs["a"]}) == "the runs were trained at 1 commit (0e4591a)"
