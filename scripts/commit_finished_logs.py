@@ -5,7 +5,8 @@
 A profile trained over several sittings keeps its progress in the repository this way: each finished run's
 log (small JSON) is committed as it completes, and a later sitting reads it instead of training the run again
 (:func:`lnlib.experiments.training.commit_finished_logs`; a committed log is never overwritten). Prints the
-new files.
+new files, and the chapters whose stored outputs count the logs under ``data/runs`` (their progress lines):
+re-execute those in the same commit, or nbval fails on them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lnlib import results
 from lnlib.experiments import training
 
 
@@ -26,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in new:
         print(path)
     print(f"{len(new)} new finished logs from {len(folders)} run folders of profile {args.profile}", file=sys.stderr)
+    counting = sorted(str(p.relative_to(results.REPO_ROOT)) for p in (results.REPO_ROOT / "chapters").glob("*.ipynb")
+                      if "progress_of(" in p.read_text(encoding="utf-8"))
+    if new and counting:
+        print("these chapters print how many logs are committed; re-execute them before committing: "
+              + " ".join(counting), file=sys.stderr)
     return 0
 
 
