@@ -6,13 +6,17 @@
 
     .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json --precision-above 1000
 
-The runs are deterministic (one thread, deterministic algorithms, batches a function of the step), so the
-new log must equal the committed one in every field that does not record time or code version. The
-command prints each field that differs. With ``--replace`` and no difference, the committed log is
-replaced by the new one: the same run, with the fields that later code logs too (such as
+The runs are deterministic (one thread, deterministic algorithms, batches a function of the step), so on
+the same kind of CPU and with the same code the new log equals the committed one in every field that does
+not record time or code version. The command prints each field that differs, with the first epoch (or
+evaluation) where it differs and the largest difference. With ``--replace`` and no difference, the
+committed log is replaced by the new one: the same run, with the fields that later code logs too (such as
 ``grad_norm_max``, the largest single-step gradient norm of each evaluation window of a recurrent run, or
 ``train_nll_batch_statistics``, batch norm's training NLL in training mode, of a Figure 6 run). A log that
-differs is never replaced. The experiment is the run folder's first name (``rnn`` or ``fig6_mnist``).
+differs is never replaced. Either way the new log is kept, as ``retrained/<run folder>/<key>.json`` under
+the checkpoint folder (``_build/checkpoints``, or ``$LNLIB_CHECKPOINT_DIR``); the retraining checkpoints
+there every epoch, so an interrupted retraining resumes, and a finished one is read, not repeated (delete
+the file to train again). The experiment is the run folder's first name (``rnn`` or ``fig6_mnist``).
 
 With ``--precision-above NORM`` (recurrent runs only) the run is instead replayed up to its last evaluation window with a
 single-step gradient norm above ``NORM`` (its log's ``grad_norm_max``), and at every step above ``NORM`` the
@@ -26,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +53,33 @@ def differences(old: object, new: object, where: str = "") -> list[str]:
     return [] if old == new else [where or "."]
 
 
+def how_much(old: object, new: object) -> str:
+    """For two equally long lists of numbers: the first index where they differ and the largest absolute and
+    relative difference; for anything else, both values (shortened)."""
+    numbers = (int, float)
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and old \
+            and all(isinstance(v, numbers) for v in old + new):
+        pairs = list(zip(old, new))
+        first = next(i for i, (a, b) in enumerate(pairs) if a != b)
+        largest = max(abs(a - b) for a, b in pairs)
+        relative = max(abs(a - b) / max(abs(a), abs(b)) for a, b in pairs if a != b)
+        return f"from index {first} of {len(pairs)}; largest difference {largest:.3g} (relative {relative:.3g})"
+    return f"{str(old)[:60]} -> {str(new)[:60]}"
+
+
+def at(log: object, path: str) -> object:
+    """The value at a path that :func:`differences` printed (``.key.key``)."""
+    for key in path.strip(".").split("."):
+        log = log[key] if isinstance(log, dict) and key in log else None
+    return log
+
+
+def retrained_folder(log: Path) -> Path:
+    """Where the new log of a committed run is trained and kept: ``retrained/<run folder>`` under the
+    checkpoint folder."""
+    return training.run_folder("any", "any", 0).parent / "retrained" / log.resolve().parent.name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("log", type=Path, help="a committed log, data/runs/<run folder>/<key>.json")
@@ -70,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         if module is not rnn:
             parser.error("--precision-above replays recurrent runs only")
         return replay(args.log, committed, data, args.precision_above)
-    with tempfile.TemporaryDirectory() as folder, training.run_environment("cpu", threads=module.THREADS) as device:
-        new = training.train_once(Path(folder), module.run_key(spec), spec,
+    folder = retrained_folder(args.log)
+    with training.run_environment("cpu", threads=module.THREADS) as device:
+        new = training.train_once(folder, module.run_key(spec), spec,
                                   lambda checkpoint: module._train(spec, data, checkpoint, device, True))
+    print(f"the new log: {folder / args.log.name}")
     changed = differences(committed, new)
     for path in changed:
-        print(f"differs: {path}")
+        print(f"differs: {path}: {how_much(at(committed, path), at(new, path))}")
     added = sorted(set(new) - set(committed))
     print(f"{args.log.name}: {'identical' if not changed else f'{len(changed)} fields differ'}"
           f" (new fields: {', '.join(added) or 'none'}); torch {torch.__version__}")

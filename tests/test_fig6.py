@@ -245,15 +245,19 @@ def test_a_committed_run_retrains_to_the_same_log_and_gains_the_new_fields(tmp_p
     del old["train_nll_batch_statistics"]  # as if committed before the field was logged
     path.write_text(json.dumps(old))
     script = [sys.executable, str(Path(__file__).parents[1] / "scripts" / "retrain_committed_run.py"), str(path)]
-    done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, LNLIB_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
+    done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "identical (new fields: train_nll_batch_statistics)" in done.stdout
     assert json.loads(path.read_text())["train_nll_batch_statistics"] == log["train_nll_batch_statistics"]
-    old["test_error"] = [0.5]  # a log that the retraining cannot reproduce is reported and kept
+    kept = tmp_path / "checkpoints" / "retrained" / folder.name / path.name  # the new log is kept there
+    assert json.loads(kept.read_text())["test_error"] == log["test_error"]
+    old["test_error"] = [log["test_error"][0] + 0.25]  # a log the retraining cannot reproduce: reported, kept
     path.write_text(json.dumps(old))
-    done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "differs: .test_error" in done.stdout
-    assert json.loads(path.read_text())["test_error"] == [0.5]
+    done = subprocess.run(script + ["--replace"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "differs: .test_error: from index 0 of 1; largest difference 0.25" in done.stdout
+    assert json.loads(path.read_text())["test_error"] == old["test_error"]
 
 
 def test_assembling_without_training_shows_the_finished_runs_and_names_the_missing(tmp_path, monkeypatch):
