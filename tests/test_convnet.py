@@ -43,6 +43,18 @@ def test_the_variants_of_a_seed_start_from_the_same_weights_and_shapes():
     assert convnet.run_seed(dict(spec[0], seed=1)) != convnet.run_seed(spec[0])
 
 
+def test_a_group_norm_run_records_its_group_size_so_another_size_is_another_run(monkeypatch):
+    (spec,) = [s for s in convnet.specs(convnet.PROFILES["smoke"], 0) if s["variant"] == "groupnorm"]
+    assert spec["channels_per_group"] == convnet.GROUPS
+    monkeypatch.setattr(convnet, "GROUPS", 2)  # a reader's experiment with the group size
+    (other,) = [s for s in convnet.specs(convnet.PROFILES["smoke"], 0) if s["variant"] == "groupnorm"]
+    assert other["channels_per_group"] == 2 and convnet.run_key(other) != convnet.run_key(spec)
+    assert convnet.run_seed(other) == convnet.run_seed(spec)  # the same initial weights and batches
+    assert convnet.make_cnn("groupnorm", 8, 2)[2].num_groups == 4
+    with pytest.raises(ValueError, match="channels_per_group must be a positive int"):
+        convnet.make_cnn("groupnorm", 8, 0)
+
+
 def test_border_mask_is_the_outer_ring_without_ink():
     mask = convnet.border_mask(28)
     assert mask.sum() == 28 * 28 - 20 * 20 and not mask[4:24, 4:24].any() and mask[3, 10] and mask[10, 24]

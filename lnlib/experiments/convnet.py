@@ -75,8 +75,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 # The model
 
 
-def normalization(variant: str, channels: int) -> nn.Module:
-    """The normalization of ``variant`` for an NCHW feature map with ``channels`` channels."""
+def normalization(variant: str, channels: int, channels_per_group: int = GROUPS) -> nn.Module:
+    """The normalization of ``variant`` for an NCHW feature map with ``channels`` channels (group norm: groups of
+    ``channels_per_group`` channels)."""
     if variant == "none":
         return nn.Identity()
     if variant == "batchnorm":  # running statistics frozen: population_statistics() recomputes them
@@ -86,17 +87,22 @@ def normalization(variant: str, channels: int) -> nn.Module:
     if variant == "layernorm_c":
         return lnt.LayerNorm((channels, 1, 1), axis=1)
     if variant == "groupnorm":
-        return lnt.GroupNorm((channels, 1, 1), channels // GROUPS, axis=(1, 2, 3))
+        return lnt.GroupNorm((channels, 1, 1), channels // channels_per_group, axis=(1, 2, 3))
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
 
 
-def make_cnn(variant: str, channels: int) -> nn.Sequential:
+def make_cnn(variant: str, channels: int, channels_per_group: int = GROUPS) -> nn.Sequential:
     """conv3x3 -> norm -> ReLU -> pool, twice, then linear: (N, 784) pixels in, (N, 10) logits out."""
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < GROUPS or channels % GROUPS:
-        raise ValueError(f"channels must be a positive multiple of {GROUPS}, got {channels!r}")
+    if isinstance(channels_per_group, bool) or not isinstance(channels_per_group, int) or channels_per_group < 1:
+        raise ValueError(f"channels_per_group must be a positive int, got {channels_per_group!r}")
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < channels_per_group \
+            or channels % channels_per_group:
+        raise ValueError(f"channels must be a positive multiple of {channels_per_group} (channels_per_group), "
+                         f"got {channels!r}")
     layers: list[nn.Module] = [nn.Unflatten(1, (1, 28, 28))]
     for inputs in (1, channels):
-        layers += [nn.Conv2d(inputs, channels, 3, padding=1), normalization(variant, channels), nn.ReLU(),
+        layers += [nn.Conv2d(inputs, channels, 3, padding=1), normalization(variant, channels, channels_per_group),
+                   nn.ReLU(),
                    nn.MaxPool2d(2)]
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 7 * 7, 10))
 
@@ -178,10 +184,13 @@ def run_seed(spec: dict[str, Any]) -> int:
 
 
 def specs(params: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Every run of a profile, seed by seed (an interrupted profile has whole seeds finished first)."""
+    """Every run of a profile, seed by seed (an interrupted profile has whole seeds finished first). A group-norm
+    run's spec records :data:`GROUPS`, so that a run with another group size has another key and is trained,
+    not read from a finished run."""
     return [{"variant": v, "channels": params["channels"], "batch_size": params["batch_size"], "lr": params["lr"],
              "epochs": params["epochs"], "seed": seed + s, "train_cases": params["train_cases"],
-             "eval_cases": params["eval_cases"], "statistics_cases": params["statistics_cases"]}
+             "eval_cases": params["eval_cases"], "statistics_cases": params["statistics_cases"],
+             **({"channels_per_group": GROUPS} if v == "groupnorm" else {})}
             for s in range(params["seeds"]) for v in VARIANTS]
 
 
@@ -195,7 +204,7 @@ def train_run(spec: dict[str, Any], data: mnist.MNIST, folder: Path, *, device: 
 def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: torch.device,
            progress: bool) -> dict[str, Any]:
     torch.manual_seed(run_seed(spec))
-    model = make_cnn(spec["variant"], spec["channels"]).to(device)
+    model = make_cnn(spec["variant"], spec["channels"], spec.get("channels_per_group", GROUPS)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
     put = lambda array: torch.from_numpy(array).to(device)  # noqa: E731
     n, evals = spec["train_cases"], spec["eval_cases"]
