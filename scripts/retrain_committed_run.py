@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     with training.run_environment("cpu", threads=module.THREADS) as device:
         new = training.train_once(folder, module.run_key(spec), spec,
                                   lambda checkpoint: module._train(spec, data, checkpoint, device, True))
-    print(f"the new log: {folder / args.log.name}")
+    print(f"the new log: {folder / args.log.name}, trained at commit {str(new.get('git_commit'))[:7]}"
+          f"{' with local changes' if new.get('code_modified') else ''} (a log finished earlier is read, not "
+          "retrained: delete it to retrain with the code of now)")
     changed = differences(committed, new)
     for path in changed:
         print(f"differs: {path}: {how_much(at(committed, path), at(new, path))}")
