@@ -164,7 +164,7 @@ def validate(record: object, *, source: str) -> dict[str, Any]:
 
 #: Keys whose values are wall-clock measurements or timestamps: they differ between two identical runs.
 VOLATILE_KEYS = frozenset({"wall_time_s", "created_utc", "train_seconds", "epoch_seconds", "assembly_seconds",
-                           "training_seconds", "timing", "git_commit", "code_modified"})
+                           "training_seconds", "timing", "git_commit", "code_modified", "resumed"})
 
 
 def without_volatile(obj: Any) -> Any:

@@ -203,7 +203,7 @@ def _logs(folder: Path) -> dict[str, dict]:
     logs = {}
     for path in sorted((folder / "fig6_mnist-smoke-seed0").glob("*.json")):
         log = json.loads(path.read_text())
-        for key in VOLATILE + ("git_commit", "code_modified"):
+        for key in VOLATILE + ("git_commit", "code_modified", "resumed"):
             log.pop(key, None)
         logs[path.name] = log
     return logs
@@ -228,6 +228,9 @@ def test_a_run_killed_mid_training_resumes_and_ends_identical(tmp_path):
     assert resumed.wait(timeout=600) == 0
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.tmp")) and not list(folder.glob(".*.tmp"))
     assert _logs(tmp_path / "interrupted") == _logs(tmp_path / "uninterrupted")
+    resumed = [json.loads(p.read_text()) for p in (tmp_path / "interrupted" / "fig6_mnist-smoke-seed0").glob("*.json")]
+    resumed = [log["resumed"] for log in resumed if "resumed" in log]  # the run the kill interrupted
+    assert len(resumed) == 1 and resumed[0][0]["epoch"] >= 1 and "git_commit" in resumed[0][0]
 
 
 def test_a_committed_run_retrains_to_the_same_log_and_gains_the_new_fields(tmp_path):

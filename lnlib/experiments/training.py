@@ -133,12 +133,19 @@ def load_checkpoint(path: Path, spec: dict[str, Any], device: torch.device | str
 def resume_state(path: Path, spec: dict[str, Any], device: torch.device | str = "cpu") -> dict[str, Any] | None:
     """The checkpoint at ``path`` if there is a valid one for ``spec``; ``None`` to start from scratch.
 
-    A rejected checkpoint is never used: a warning says why, and the file is kept as ``<name>.rejected``."""
+    A rejected checkpoint is never used: a warning says why, and the file is kept as ``<name>.rejected``.
+    The run's log (``state["log"]``) gains an entry in ``resumed``: where it resumed (its ``epoch`` or
+    ``step``) and the code it resumed with, since its ``git_commit`` names the code it started with."""
     path = Path(path)
     if not path.exists():
         return None
     try:
-        return load_checkpoint(path, spec, device)
+        state = load_checkpoint(path, spec, device)
+        if isinstance(state.get("log"), dict):
+            commit, modified = results.code_version()
+            where = {k: state[k] for k in ("epoch", "step") if k in state}
+            state["log"].setdefault("resumed", []).append({**where, "git_commit": commit, "code_modified": modified})
+        return state
     except CheckpointError as err:
         aside = path.with_name(path.name + ".rejected")
         os.replace(path, aside)
