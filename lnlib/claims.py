@@ -963,7 +963,7 @@ def _h14_summary(record: Record) -> str:
 
 
 def h14a_ln_beats_none(record: Record) -> Verdict:
-    """H14a: in a convolutional network layer norm (over each layer's channels and positions,
+    r"""H14a: in a convolutional network layer norm (over each layer's channels and positions,
     ``layernorm_chw``) "offers a speedup over the baseline model without normalization".
 
     Per seed, :math:`\log(\text{NLL}_{none}/\text{NLL}_{LN})` of the training NLL at the first epoch, the
@@ -1055,7 +1055,7 @@ ALMOST_TWICE = 1.5
 
 
 def h15_draw_speed(record: Record) -> Verdict:
-    """H15a: DRAW with LN "converges almost twice as fast".
+    r"""H15a: DRAW with LN "converges almost twice as fast".
 
     Per seed: the baseline's test bound at the profile's last epoch :math:`E` is the target; LN's first
     epoch :math:`e` with a bound at most that target gives the speed-up :math:`\log_2(E/e)` (a run that never
