@@ -6,7 +6,7 @@ addresses of their pages. Readers have links to the old ones. ``moved_pages`` in
 suffix::
 
     moved_pages:
-      chapters/06_fig6_mnist: chapters/06_fig6_mnist
+      chapters/09_fig6_mnist: chapters/06_fig6_mnist
 
 After an HTML build, each old name gets a small page that sends the browser on to the new page (keeping any
 ``#anchor``) and shows a plain link for readers without JavaScript. The build fails if a map entry points at

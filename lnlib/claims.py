@@ -1243,7 +1243,8 @@ def h6_implicit_learning_rate(record: Record) -> Verdict:
         return "as claimed" if ok else "not as claimed"
 
     return Verdict(status_of(checks),
-                   f"doubling a normalized weight vector: output change at most {out:.0e} (any scale factor); gradient x{np.median(grad):.4f} "
+                   f"doubling a normalized weight vector: output change at most {out:.0e} (any scale factor); "
+                   f"gradient x{np.median(grad):.4f} "
                    f"({word(checks[1])} 1/2); curvature x{np.median(fisher):.4f} ({word(checks[2])} 1/2)",
                    f"over {', '.join(d['rescaling'])}: gradient factors {min(grad):.4f} to {max(grad):.4f}, curvature "
                    f"factors {min(fisher):.4f} to {max(fisher):.4f}")

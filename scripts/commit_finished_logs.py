@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--profile", default="cpu", help="the profile whose run folders to read (default cpu)")
     args = parser.parse_args(argv)
-    root = training.run_folder("any", args.profile, 0).parent
+    root = training.checkpoint_root()
     folders = sorted(p for p in root.glob(f"*-{args.profile}-seed*") if p.is_dir())
     new = [path for folder in folders for path in training.commit_finished_logs(folder)]
     for path in new:

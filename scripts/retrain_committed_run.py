@@ -77,7 +77,7 @@ def at(log: object, path: str) -> object:
 def retrained_folder(log: Path) -> Path:
     """Where the new log of a committed run is trained and kept: ``retrained/<run folder>`` under the
     checkpoint folder."""
-    return training.run_folder("any", "any", 0).parent / "retrained" / log.resolve().parent.name
+    return training.checkpoint_root() / "retrained" / log.resolve().parent.name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,6 +71,14 @@ def run_key(label: str, spec: dict[str, Any]) -> str:
     return f"{label}-{spec_digest(spec)[:12]}"
 
 
+def checkpoint_root() -> Path:
+    """The folder that holds every run folder: ``$LNLIB_CHECKPOINT_DIR``, else ``_build/checkpoints`` of the
+    checkout (or of the working directory outside one)."""
+    base = os.environ.get("LNLIB_CHECKPOINT_DIR")
+    checkout = results.checkout_root()
+    return Path(base) if base else (checkout if checkout is not None else Path.cwd()) / "_build" / "checkpoints"
+
+
 def run_folder(experiment: str, profile: str, seed: int) -> Path:
     """Where an experiment's runs of one profile keep their checkpoints, logs and locks."""
     for name, value in (("experiment", experiment), ("profile", profile)):
@@ -78,10 +86,7 @@ def run_folder(experiment: str, profile: str, seed: int) -> Path:
             raise ValueError(f"{name} must be a non-empty name without '/', got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    base = os.environ.get("LNLIB_CHECKPOINT_DIR")
-    checkout = results.checkout_root()
-    root = Path(base) if base else (checkout if checkout is not None else Path.cwd()) / "_build" / "checkpoints"
-    return root / f"{experiment}-{profile}-seed{seed}"
+    return checkpoint_root() / f"{experiment}-{profile}-seed{seed}"
 
 
 # ---------------------------------------------------------------------------------------------------------
