@@ -416,6 +416,21 @@ def seed_matchings(record: Record, variant: str = "layernorm", kind: str = "main
         yield dict(record, data=dict(record["data"], runs={k: moved(log) for k, log in runs.items()}))
 
 
+def with_runs(record: Record, logs: dict[str, Log]) -> Record:
+    """``record`` with the runs named in ``logs`` (by run key) replaced by those logs, the rest unchanged: a
+    verdict judged on it says how much the verdict depends on which training of those runs it reads (such
+    as the first trainings of superseded runs, :func:`lnlib.experiments.training.superseded_logs`)."""
+    runs = record["data"]["runs"]
+    unknown = sorted(set(logs) - set(runs))
+    if unknown:
+        raise ValueError(f"logs: {unknown} are not runs of this record; expected keys of record['data']['runs']")
+    for key, log in logs.items():
+        if log.get("spec") != runs[key].get("spec"):
+            raise ValueError(f"logs[{key!r}]: its spec differs from the record's run of that key; expected "
+                             "another training of the same run")
+    return dict(record, data=dict(record["data"], runs={**runs, **logs}))
+
+
 def _window_median(log: Log, key: str, epochs: range, transform: Callable[[float], float]) -> float:
     """Median of ``transform(log[key])`` over ``epochs``; ``inf`` if the run has no finite value at one of
     them (it diverged or stopped)."""

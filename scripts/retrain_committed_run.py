@@ -4,6 +4,8 @@
 
     .venv/bin/python scripts/retrain_committed_run.py data/runs/fig6_mnist-cpu-seed0/<key>.json [--replace]
 
+    .venv/bin/python scripts/retrain_committed_run.py data/runs/fig6_mnist-cpu-seed0/<key>.json --supersede
+
     .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json --precision-above 1000
 
 The runs are deterministic (one thread, deterministic algorithms, batches a function of the step), so on
@@ -13,7 +15,11 @@ evaluation) where it differs and the largest difference. With ``--replace`` and 
 committed log is replaced by the new one: the same run, with the fields that later code logs too (such as
 ``grad_norm_max``, the largest single-step gradient norm of each evaluation window of a recurrent run, or
 ``train_nll_batch_statistics``, batch norm's training NLL in training mode, of a Figure 6 run). A log that
-differs is never replaced. Either way the new log is kept, as ``retrained/<run folder>/<key>.json`` under
+differs is replaced only with ``--supersede``, for a run whose committed log was trained with code that has
+changed since (or with local changes nobody can check out): the committed log then moves to
+``data/runs/superseded/<run folder>/<key>.json`` (:func:`lnlib.experiments.training.supersede`; a chapter
+can read it back to show how much its verdicts depend on it) and the new log takes its place. A new
+log trained with local changes supersedes nothing. Either way the new log is kept, as ``retrained/<run folder>/<key>.json`` under
 the checkpoint folder (``_build/checkpoints``, or ``$LNLIB_CHECKPOINT_DIR``); the retraining checkpoints
 there every epoch, so an interrupted retraining resumes, and a finished one is read, not repeated (delete
 the file to train again). The experiment is the run folder's first name (``rnn`` or ``fig6_mnist``).
@@ -84,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("log", type=Path, help="a committed log, data/runs/<run folder>/<key>.json")
     parser.add_argument("--replace", action="store_true", help="replace the committed log if the new one agrees")
+    parser.add_argument("--supersede", action="store_true",
+                        help="replace the committed log by the new one even if they differ, keeping the committed "
+                             "one under data/runs/superseded/")
     parser.add_argument("--precision-above", type=float, metavar="NORM",
                         help="replay instead, comparing float32 with float64 gradients at steps with norms above NORM")
     args = parser.parse_args(argv)
@@ -113,9 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     added = sorted(set(new) - set(committed))
     print(f"{args.log.name}: {'identical' if not changed else f'{len(changed)} fields differ'}"
           f" (new fields: {', '.join(added) or 'none'}); torch {torch.__version__}")
-    if args.replace and not changed:
+    if (args.replace or args.supersede) and not changed:
         results.write_json_atomic(args.log, new)
         print(f"replaced {args.log}")
+    elif args.supersede:
+        if new.get("code_modified") is not False:
+            print(f"not superseded: the new log was trained with local changes to lnlib (or outside git); "
+                  f"commit them, delete {folder / args.log.name} and retrain")
+            return 1
+        kept = training.supersede(args.log, new)
+        print(f"superseded: {args.log} is the new log now; the committed one moved to {kept}")
+        return 0
     return 1 if changed else 0
 
 

@@ -551,3 +551,17 @@ def test_outlier_verdict_under_other_windows_and_matchings():
                                       window=1) == {"reproduced": 6}
     # the median of three epochs is the bad middle one for LN: its impact is the largest, nothing is reproduced
     assert claims.s001_outliers(record, window=3).status == "not reproduced"
+
+
+def test_a_verdict_can_be_judged_with_other_trainings_of_some_runs():
+    record = _fig6_record(FAST, [0.5, 0.5, 0.2, 0.05, 0.005])
+    slow_first_training = dict(record["data"]["runs"]["layernorm-0"], train_nll=[0.5] * 5)
+    first = claims.with_runs(record, {"layernorm-0": slow_first_training})
+    assert claims.h4_faster_convergence(record).status == "reproduced"
+    assert claims.h4_faster_convergence(first).status == "partly reproduced"  # seed 0 no longer first
+    assert record["data"]["runs"]["layernorm-0"]["train_nll"] == FAST  # the record itself is unchanged
+    with pytest.raises(ValueError, match=r"logs: \['layernorm-9'\] are not runs"):
+        claims.with_runs(record, {"layernorm-9": slow_first_training})
+    other_run = dict(slow_first_training, spec=dict(slow_first_training["spec"], seed=1))
+    with pytest.raises(ValueError, match=r"logs\['layernorm-0'\]: its spec differs"):
+        claims.with_runs(record, {"layernorm-0": other_run})

@@ -200,3 +200,20 @@ def test_balance_splits_deterministically():
     assert [[s["n"] for s in share] for share in shares] == [[5, 1], [3, 3]]
     with pytest.raises(ValueError, match="workers must be a positive int"):
         training.balance(specs, 0, lambda s: 1.0, str)
+
+
+def test_a_superseded_log_is_kept_beside_its_run_folder_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path)
+    committed = tmp_path / "exp-cpu-seed0" / "k.json"
+    committed.parent.mkdir()
+    committed.write_text(json.dumps({"spec": SPEC, "loss": [0.5]}))
+    assert training.superseded_logs("exp-cpu-seed0") == {}
+    kept = training.supersede(committed, {"spec": SPEC, "loss": [0.4]})
+    assert kept == tmp_path / "superseded" / "exp-cpu-seed0" / "k.json"
+    assert json.loads(committed.read_text())["loss"] == [0.4]
+    assert training.superseded_logs("exp-cpu-seed0") == {"k": {"spec": SPEC, "loss": [0.5]}}
+    with pytest.raises(ValueError, match="superseded before"):  # the first training is never overwritten
+        training.supersede(committed, {"spec": SPEC, "loss": [0.3]})
+    with pytest.raises(ValueError, match="spec differs"):
+        training.supersede(committed, {"spec": dict(SPEC, hidden=1000), "loss": [0.3]})
+    assert json.loads(committed.read_text())["loss"] == [0.4]

@@ -218,6 +218,36 @@ def committed_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any
     return None
 
 
+def supersede(committed: Path, new: dict[str, Any]) -> Path:
+    """Replace the committed log ``data/runs/<run folder>/<key>.json`` by ``new``, a second training of the
+    same run (same spec) with newer code, keeping the first as ``data/runs/superseded/<run folder>/<key>.json``
+    (``superseded/`` beside the run folder). Nothing assembles results from the first trainings; a chapter
+    reads them back (:func:`superseded_logs`) to show how much its verdicts depend on which training it uses.
+    Returns where the first is kept.
+
+    The first is written before the new one replaces it, both atomically, so an interruption leaves at worst
+    both copies of the first training, never none."""
+    committed = Path(committed)
+    first = json.loads(committed.read_text(encoding="utf-8"))
+    if first.get("spec") != new.get("spec"):
+        raise ValueError(f"new: its spec differs from that of the committed log {committed}; expected a second "
+                         "training of the same run")
+    kept = committed.parent.parent / "superseded" / committed.parent.name / committed.name
+    if kept.exists():
+        raise ValueError(f"committed: {committed.name} was superseded before ({kept} exists); a run keeps its "
+                         "first training only")
+    results.write_json_atomic(kept, first)
+    results.write_json_atomic(committed, new)
+    return kept
+
+
+def superseded_logs(run_folder_name: str) -> dict[str, dict[str, Any]]:
+    """The first trainings of the committed runs of ``run_folder_name`` that :func:`supersede` replaced, by
+    run key (empty if none was)."""
+    folder = COMMITTED_RUNS / "superseded" / run_folder_name
+    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.json"))}
+
+
 def commit_finished_logs(folder: Path) -> list[Path]:
     """Copy the finished logs of a run folder that are not committed yet to ``data/runs/<folder's name>/``
     (atomically; a committed log is never overwritten). Returns the new files, for ``git add``."""
