@@ -419,7 +419,7 @@ def seed_matchings(record: Record, variant: str = "layernorm", kind: str = "main
 def with_runs(record: Record, logs: dict[str, Log]) -> Record:
     """``record`` with the runs named in ``logs`` (by run key) replaced by those logs, the rest unchanged: a
     verdict judged on it says how much the verdict depends on which training of those runs it reads (such
-    as the first trainings of superseded runs, :func:`lnlib.experiments.training.superseded_logs`)."""
+    as the other training of runs trained twice, :func:`lnlib.experiments.training.other_trainings`)."""
     runs = record["data"]["runs"]
     unknown = sorted(set(logs) - set(runs))
     if unknown:

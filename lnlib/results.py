@@ -104,12 +104,42 @@ def versions() -> dict[str, str]:
 
 
 def describe_device(device: str) -> str:
-    """A human-readable device: ``"cuda:0 (NVIDIA H100 ...)"`` or ``"cpu (x86_64, 2 cores)"``."""
+    """A human-readable device: ``"cuda:0 (NVIDIA H100 ...)"`` or
+    ``"cpu (AMD EPYC, x86_64, 2 cores, torch kernels AVX512)"``.
+
+    The CPU's model and the instruction set torch's CPU kernels dispatch to are named because they change
+    float rounding: the same code and seed train to trajectories that part from the first epoch on two CPU
+    models (chapter 6 measured it), while on one model a run is bit-for-bit repeatable."""
     if device.startswith("cuda"):
         import torch
 
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    return f"cpu ({cpu_model()}, {platform.machine()}, {os.cpu_count()} cores{_torch_kernels()})"
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name: ``model name`` of ``/proc/cpuinfo`` on Linux, else what :mod:`platform` says."""
+    try:
+        for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU model"
+
+
+def _torch_kernels() -> str:
+    if "torch" not in sys.modules:  # naming torch's kernels is not worth importing it
+        return ""
+    capability = getattr(sys.modules["torch"].backends.cpu, "get_cpu_capability", lambda: None)()
+    return f", torch kernels {capability}" if capability else ""
+
+
+def run_provenance(device: str) -> dict[str, Any]:
+    """What a training run's log records about where it ran: the git commit and whether ``lnlib/`` had local
+    changes (:func:`code_version`), and the device (:func:`describe_device`)."""
+    commit, modified = code_version()
+    return {"git_commit": commit, "code_modified": modified, "machine": describe_device(str(device))}
 
 
 def make_record(*, experiment: str, profile: str, seed: int, params: dict[str, Any], data: dict[str, Any],
@@ -164,7 +194,7 @@ def validate(record: object, *, source: str) -> dict[str, Any]:
 
 #: Keys whose values are wall-clock measurements or timestamps: they differ between two identical runs.
 VOLATILE_KEYS = frozenset({"wall_time_s", "created_utc", "train_seconds", "epoch_seconds", "assembly_seconds",
-                           "training_seconds", "timing", "git_commit", "code_modified", "resumed"})
+                           "training_seconds", "timing", "git_commit", "code_modified", "machine", "resumed"})
 
 
 def without_volatile(obj: Any) -> Any:

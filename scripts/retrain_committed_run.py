@@ -9,17 +9,21 @@
     .venv/bin/python scripts/retrain_committed_run.py data/runs/rnn-cpu-seed0/<key>.json --precision-above 1000
 
 The runs are deterministic (one thread, deterministic algorithms, batches a function of the step), so on
-the same kind of CPU and with the same code the new log equals the committed one in every field that does
-not record time or code version. The command prints each field that differs, with the first epoch (or
-evaluation) where it differs and the largest difference. With ``--replace`` and no difference, the
+the same CPU model and with the same code the new log equals the committed one in every field that does
+not record time, code version or machine. On another CPU model float rounding differs, and with it the
+trajectory from the first epoch on (chapter 6 measured it; logs name their machine since). The command
+prints each field that differs, with the first epoch (or evaluation) where it differs and the largest
+difference. With ``--replace`` and no difference, the
 committed log is replaced by the new one: the same run, with the fields that later code logs too (such as
 ``grad_norm_max``, the largest single-step gradient norm of each evaluation window of a recurrent run, or
 ``train_nll_batch_statistics``, batch norm's training NLL in training mode, of a Figure 6 run). A log that
-differs is replaced only with ``--supersede``, for a run whose committed log was trained with code that has
-changed since (or with local changes nobody can check out): the committed log then moves to
+differs is replaced only with ``--supersede``, for a run whose committed log was trained with local changes
+to ``lnlib/`` (code nobody can check out) or lacks a field a chapter needs: the committed log then moves to
 ``data/runs/superseded/<run folder>/<key>.json`` (:func:`lnlib.experiments.training.supersede`; a chapter
 can read it back to show how much its verdicts depend on it) and the new log takes its place. A new
-log trained with local changes supersedes nothing. Either way the new log is kept, as ``retrained/<run folder>/<key>.json`` under
+log trained with local changes supersedes nothing. With ``--keep``, a differing new log is instead
+committed beside the first as evidence, ``data/runs/retrained/<run folder>/<key>.json``, and results keep
+reading the first. Either way the new log is kept, as ``retrained/<run folder>/<key>.json`` under
 the checkpoint folder (``_build/checkpoints``, or ``$LNLIB_CHECKPOINT_DIR``); the retraining checkpoints
 there every epoch, so an interrupted retraining resumes, and a finished one is read, not repeated (delete
 the file to train again). The experiment is the run folder's first name (``rnn`` or ``fig6_mnist``).
@@ -93,9 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--supersede", action="store_true",
                         help="replace the committed log by the new one even if they differ, keeping the committed "
                              "one under data/runs/superseded/")
+    parser.add_argument("--keep", action="store_true",
+                        help="if the new log differs, keep it under data/runs/retrained/ (the committed log stays)")
     parser.add_argument("--precision-above", type=float, metavar="NORM",
                         help="replay instead, comparing float32 with float64 gradients at steps with norms above NORM")
     args = parser.parse_args(argv)
+    if args.supersede and args.keep:
+        parser.error("--supersede and --keep exclude each other: the new log either replaces the committed one "
+                     "or is kept beside it")
     experiment = args.log.resolve().parent.name.split("-")[0]
     if experiment not in EXPERIMENTS:
         parser.error(f"{args.log}: its run folder names experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
@@ -133,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         kept = training.supersede(args.log, new)
         print(f"superseded: {args.log} is the new log now; the committed one moved to {kept}")
         return 0
+    elif args.keep and changed:
+        kept = args.log.resolve().parent.parent / "retrained" / args.log.parent.name / args.log.name
+        results.write_json_atomic(kept, new)
+        print(f"kept the new log as {kept}; results still read {args.log}")
     return 1 if changed else 0
 
 

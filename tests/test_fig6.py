@@ -261,6 +261,11 @@ def test_a_committed_run_retrains_to_the_same_log_and_gains_the_new_fields(tmp_p
     assert done.returncode == 1, done.stdout + done.stderr
     assert "differs: .test_error: from index 0 of 1; largest difference 0.25" in done.stdout
     assert json.loads(path.read_text())["test_error"] == old["test_error"]
+    done = subprocess.run(script + ["--keep"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1 and json.loads(path.read_text())["test_error"] == old["test_error"]
+    second = tmp_path / "retrained" / folder.name / path.name  # committed beside the run folder as evidence
+    assert json.loads(second.read_text())["test_error"] == log["test_error"]
+    second.unlink()
     done = subprocess.run(script + ["--supersede"], capture_output=True, text=True, timeout=300, env=env)
     if json.loads(kept.read_text())["code_modified"] is not False:  # this checkout has local changes to lnlib
         assert done.returncode == 1 and "not superseded" in done.stdout, done.stdout + done.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 
 import pytest
 
@@ -201,3 +203,16 @@ def test_run_commits_names_each_commit_once_and_flags_local_changes():
             "c": {"git_commit": "759b3ab1111", "code_modified": True}}
     assert report.run_commits(runs) == "the runs were trained at 2 commits (0e4591a, 759b3ab +local changes)"
     assert report.run_commits({"a": runs["a"]}) == "the runs were trained at 1 commit (0e4591a)"
+
+
+def test_a_cpu_is_described_by_its_model_and_the_kernels_torch_uses(tmp_path):
+    import torch  # noqa: F401  (the kernels are named only once torch is imported)
+
+    described = results.describe_device("cpu")
+    assert described.startswith(f"cpu ({results.cpu_model()}, ") and f"{os.cpu_count()} cores" in described
+    assert f"torch kernels {torch.backends.cpu.get_cpu_capability()}" in described
+    assert results.cpu_model(tmp_path / "absent") == (platform.processor() or "unknown CPU model")  # not Linux
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\nflags\t: avx2\n")
+    assert results.cpu_model(tmp_path / "cpuinfo") == "Some CPU @ 2.0GHz"
+    logged = results.run_provenance("cpu")
+    assert set(logged) == {"git_commit", "code_modified", "machine"} and "machine" in results.VOLATILE_KEYS

@@ -202,16 +202,24 @@ def test_balance_splits_deterministically():
         training.balance(specs, 0, lambda s: 1.0, str)
 
 
-def test_a_superseded_log_is_kept_beside_its_run_folder_and_read_back(tmp_path, monkeypatch):
+def test_a_superseded_log_is_kept_beside_its_run_folder_and_read_back_with_kept_second_trainings(tmp_path,
+                                                                                                 monkeypatch):
     monkeypatch.setattr(training, "COMMITTED_RUNS", tmp_path)
     committed = tmp_path / "exp-cpu-seed0" / "k.json"
     committed.parent.mkdir()
     committed.write_text(json.dumps({"spec": SPEC, "loss": [0.5]}))
-    assert training.superseded_logs("exp-cpu-seed0") == {}
+    assert training.other_trainings("exp-cpu-seed0") == {}
     kept = training.supersede(committed, {"spec": SPEC, "loss": [0.4]})
     assert kept == tmp_path / "superseded" / "exp-cpu-seed0" / "k.json"
     assert json.loads(committed.read_text())["loss"] == [0.4]
-    assert training.superseded_logs("exp-cpu-seed0") == {"k": {"spec": SPEC, "loss": [0.5]}}
+    assert training.other_trainings("exp-cpu-seed0") == {"k": {"spec": SPEC, "loss": [0.5]}}
+    second = tmp_path / "retrained" / "exp-cpu-seed0" / "j.json"  # a second training kept, not used
+    second.parent.mkdir(parents=True)
+    second.write_text(json.dumps({"spec": SPEC, "loss": [0.7]}))
+    assert set(training.other_trainings("exp-cpu-seed0")) == {"j", "k"}
+    second.with_name("k.json").write_text(json.dumps({"spec": SPEC, "loss": [0.6]}))
+    with pytest.raises(ValueError, match="both superseded and retrained"):
+        training.other_trainings("exp-cpu-seed0")
     with pytest.raises(ValueError, match="superseded before"):  # the first training is never overwritten
         training.supersede(committed, {"spec": SPEC, "loss": [0.3]})
     with pytest.raises(ValueError, match="spec differs"):

@@ -211,8 +211,7 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
     train_x, train_y = put(data.train.images[:n]), put(data.train.labels[:n])
     valid = put(data.valid.images[:evals]), put(data.valid.labels[:evals])
     test = put(data.test.images[:evals]), put(data.test.labels[:evals])
-    commit, modified = results.code_version()
-    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "epoch": [],
+    log: dict[str, Any] = {"spec": spec, **results.run_provenance(device), "epoch": [],
                            "train_nll": [], "valid_error": [], "test_error": [], "test_nll": [],
                            "train_seconds": [], "epoch_seconds": [], "diverged": False}
     start_epoch = 0

@@ -110,8 +110,7 @@ def _train(spec: dict[str, Any], data: binarized_mnist.Binarized, checkpoint: Pa
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
     train = torch.from_numpy(data.train[:spec["train_cases"]]).to(device)
     test = torch.from_numpy(data.test[:spec["test_cases"]]).to(device)
-    commit, modified = results.code_version()
-    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "epoch": [],
+    log: dict[str, Any] = {"spec": spec, **results.run_provenance(device), "epoch": [],
                            "train_loss": [], "test": [], "train": [], "clipped_steps": [], "train_seconds": [],
                            "epoch_seconds": [], "diverged": False}
     start_epoch = 0

@@ -191,8 +191,7 @@ def _train(spec: dict[str, Any], data: mnist.MNIST, checkpoint: Path, device: to
     set_batch_norm_ddof(model, spec["batch_size"])
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"], fused=True)
     train_x, train_y, valid, test = _tensors(data, spec, device)
-    commit, modified = results.code_version()
-    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified, "epoch": [],
+    log: dict[str, Any] = {"spec": spec, **results.run_provenance(device), "epoch": [],
                            "train_nll": [], "valid_error": [], "test_error": [], "test_nll": [], "train_seconds": [],
                            "epoch_seconds": [], "diverged": False}
     start_epoch = 0

@@ -539,8 +539,7 @@ def _train(spec: dict[str, Any], data: mnist.MNIST | None, checkpoint: Path, dev
     model = SequenceModel(spec["variant"], task.input_size, spec["hidden"], task.outputs,
                           max_steps=task.max_steps, init_seed=task.seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
-    commit, modified = results.code_version()
-    log: dict[str, Any] = {"spec": spec, "git_commit": commit, "code_modified": modified,
+    log: dict[str, Any] = {"spec": spec, **results.run_provenance(device),
                            "source_sha256": SOURCE_SHA256, "step": [],
                            "train_loss": [], "grad_norm": [], "valid": [], "diverged": False,
                            "timing": {"train": 0.0, "evaluation": 0.0}}

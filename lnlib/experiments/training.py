@@ -140,16 +140,16 @@ def resume_state(path: Path, spec: dict[str, Any], device: torch.device | str = 
 
     A rejected checkpoint is never used: a warning says why, and the file is kept as ``<name>.rejected``.
     The run's log (``state["log"]``) gains an entry in ``resumed``: where it resumed (its ``epoch`` or
-    ``step``) and the code it resumed with, since its ``git_commit`` names the code it started with."""
+    ``step``) and the code and machine it resumed with, since its ``git_commit`` and ``machine`` name those it
+    started with."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         state = load_checkpoint(path, spec, device)
         if isinstance(state.get("log"), dict):
-            commit, modified = results.code_version()
             where = {k: state[k] for k in ("epoch", "step") if k in state}
-            state["log"].setdefault("resumed", []).append({**where, "git_commit": commit, "code_modified": modified})
+            state["log"].setdefault("resumed", []).append({**where, **results.run_provenance(str(device))})
         return state
     except CheckpointError as err:
         aside = path.with_name(path.name + ".rejected")
@@ -220,9 +220,9 @@ def committed_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any
 
 def supersede(committed: Path, new: dict[str, Any]) -> Path:
     """Replace the committed log ``data/runs/<run folder>/<key>.json`` by ``new``, a second training of the
-    same run (same spec) with newer code, keeping the first as ``data/runs/superseded/<run folder>/<key>.json``
-    (``superseded/`` beside the run folder). Nothing assembles results from the first trainings; a chapter
-    reads them back (:func:`superseded_logs`) to show how much its verdicts depend on which training it uses.
+    same run (same spec) made without local changes, keeping the first as
+    ``data/runs/superseded/<run folder>/<key>.json`` (``superseded/`` beside the run folder). Nothing
+    assembles results from the first trainings; a chapter reads them back (:func:`other_trainings`) to show how much its verdicts depend on which training it uses.
     Returns where the first is kept.
 
     The first is written before the new one replaces it, both atomically, so an interruption leaves at worst
@@ -241,11 +241,19 @@ def supersede(committed: Path, new: dict[str, Any]) -> Path:
     return kept
 
 
-def superseded_logs(run_folder_name: str) -> dict[str, dict[str, Any]]:
-    """The first trainings of the committed runs of ``run_folder_name`` that :func:`supersede` replaced, by
-    run key (empty if none was)."""
-    folder = COMMITTED_RUNS / "superseded" / run_folder_name
-    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.json"))}
+def other_trainings(run_folder_name: str) -> dict[str, dict[str, Any]]:
+    """The other training of each committed run of ``run_folder_name`` that was trained twice, by run key:
+    first trainings that :func:`supersede` replaced (``data/runs/superseded/<run folder>/``) and second
+    trainings kept as evidence without replacing the first (``data/runs/retrained/<run folder>/``, written by
+    ``scripts/retrain_committed_run.py --keep``). Empty if no run was trained twice."""
+    logs = {}
+    for kind in ("superseded", "retrained"):
+        for path in sorted((COMMITTED_RUNS / kind / run_folder_name).glob("*.json")):
+            if path.stem in logs:
+                raise ValueError(f"run {path.stem} of {run_folder_name} is both superseded and retrained; expected "
+                                 "one other training per run")
+            logs[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+    return logs
 
 
 def commit_finished_logs(folder: Path) -> list[Path]:
