@@ -295,3 +295,19 @@ def test_assembling_without_training_shows_the_finished_runs_and_names_the_missi
     assert not d["complete"] and len(d["runs"]) == len(sweep) + 1
     assert len(d["missing"]) == len(planned) - len(sweep) - 1 and fig6._label(main) not in d["missing"]
     assert "timing" in d and d["chosen"]["lr"] == 1e-3
+
+
+def test_the_table_of_runs_trained_twice_names_commits_missing_fields_and_differences():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    try:
+        import trained_twice_table
+    finally:
+        sys.path.pop(0)
+    first = {"git_commit": "a" * 40, "code_modified": True, "epoch": [1, 2, 3], "train_nll": [0.2, 0.05, 0.02],
+             "test_error": [0.03, 0.028, 0.025]}
+    second = dict(first, git_commit="b" * 40, code_modified=False, train_nll=[0.08, 0.009, 0.0009],
+                  test_error=[0.03, 0.025, 0.02], train_nll_batch_statistics=[0.3])
+    line = trained_twice_table.row("f", "k", first, second)
+    assert line.startswith("| `f/k` | aaaaaaa with local changes; lacks `train_nll_batch_statistics` | bbbbbbb, clean |")
+    assert "last epoch 2.00 % against 2.50 % test error" in line
+    assert "0.1, 0.01, 0.001: 1, 2, 3 against 2, -, - |" in line
