@@ -222,6 +222,9 @@ def test_a_superseded_log_is_kept_beside_its_run_folder_and_read_back_with_kept_
         training.other_trainings("exp-cpu-seed0")
     with pytest.raises(ValueError, match="superseded before"):  # the first training is never overwritten
         training.supersede(committed, {"spec": SPEC, "loss": [0.3]})
+    committed.write_text(json.dumps({"spec": SPEC, "loss": [0.5]}))  # as if interrupted before the replace
+    training.supersede(committed, {"spec": SPEC, "loss": [0.4]})  # finishes the job
+    assert json.loads(committed.read_text())["loss"] == [0.4]
     with pytest.raises(ValueError, match="spec differs"):
         training.supersede(committed, {"spec": dict(SPEC, hidden=1000), "loss": [0.3]})
     assert json.loads(committed.read_text())["loss"] == [0.4]

@@ -222,20 +222,20 @@ def supersede(committed: Path, new: dict[str, Any]) -> Path:
     """Replace the committed log ``data/runs/<run folder>/<key>.json`` by ``new``, a second training of the
     same run (same spec) made without local changes, keeping the first as
     ``data/runs/superseded/<run folder>/<key>.json`` (``superseded/`` beside the run folder). Nothing
-    assembles results from the first trainings; a chapter reads them back (:func:`other_trainings`) to show how much its verdicts depend on which training it uses.
-    Returns where the first is kept.
+    assembles results from the first trainings; a chapter reads them back (:func:`other_trainings`) to show
+    how much its verdicts depend on which training it uses. Returns where the first is kept.
 
     The first is written before the new one replaces it, both atomically, so an interruption leaves at worst
-    both copies of the first training, never none."""
+    both copies of the first training, never none; superseding again then finishes the job."""
     committed = Path(committed)
     first = json.loads(committed.read_text(encoding="utf-8"))
     if first.get("spec") != new.get("spec"):
         raise ValueError(f"new: its spec differs from that of the committed log {committed}; expected a second "
                          "training of the same run")
     kept = committed.parent.parent / "superseded" / committed.parent.name / committed.name
-    if kept.exists():
-        raise ValueError(f"committed: {committed.name} was superseded before ({kept} exists); a run keeps its "
-                         "first training only")
+    if kept.exists() and json.loads(kept.read_text(encoding="utf-8")) != first:
+        raise ValueError(f"committed: {committed.name} was superseded before ({kept} holds its first training, "
+                         "which is never overwritten)")
     results.write_json_atomic(kept, first)
     results.write_json_atomic(committed, new)
     return kept
