@@ -143,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"superseded: {args.log} is the new log now; the committed one moved to {kept}")
         return 0
     elif args.keep and changed:
-        kept = args.log.resolve().parent.parent / "retrained" / args.log.parent.name / args.log.name
-        results.write_json_atomic(kept, new)
+        kept = results.write_json_atomic(training.other_training_path(args.log, "retrained"), new)
         print(f"kept the new log as {kept}; results still read {args.log}")
     return 1 if changed else 0
 

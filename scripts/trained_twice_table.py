@@ -42,7 +42,7 @@ def row(folder: str, key: str, first: dict, second: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("kind", choices=["superseded", "retrained"])
+    parser.add_argument("kind", choices=training.OTHER_TRAINING_KINDS)
     parser.add_argument("--folder", default="fig6_mnist-cpu-seed0", help="the run folder (default %(default)s)")
     args = parser.parse_args(argv)
     for other in sorted((training.COMMITTED_RUNS / args.kind / args.folder).glob("*.json")):

@@ -210,7 +210,9 @@ def test_a_superseded_log_is_kept_beside_its_run_folder_and_read_back_with_kept_
     committed.write_text(json.dumps({"spec": SPEC, "loss": [0.5]}))
     assert training.other_trainings("exp-cpu-seed0") == {}
     kept = training.supersede(committed, {"spec": SPEC, "loss": [0.4]})
-    assert kept == tmp_path / "superseded" / "exp-cpu-seed0" / "k.json"
+    assert kept == tmp_path.resolve() / "superseded" / "exp-cpu-seed0" / "k.json"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        training.other_training_path(committed, "first")
     assert json.loads(committed.read_text())["loss"] == [0.4]
     assert training.other_trainings("exp-cpu-seed0") == {"k": {"spec": SPEC, "loss": [0.5]}}
     second = tmp_path / "retrained" / "exp-cpu-seed0" / "j.json"  # a second training kept, not used

@@ -218,6 +218,20 @@ def committed_log(folder: Path, key: str, spec: dict[str, Any]) -> dict[str, Any
     return None
 
 
+#: Where the other training of a run trained twice is committed, beside the run folders: first trainings that
+#: a second one replaced (:func:`supersede`), and second trainings kept as evidence beside the first.
+OTHER_TRAINING_KINDS = ("superseded", "retrained")
+
+
+def other_training_path(committed: Path, kind: str) -> Path:
+    """Where the other training of the committed log ``data/runs/<run folder>/<key>.json`` is kept:
+    ``data/runs/<kind>/<run folder>/<key>.json``, ``kind`` one of :data:`OTHER_TRAINING_KINDS`."""
+    if kind not in OTHER_TRAINING_KINDS:
+        raise ValueError(f"kind must be one of {OTHER_TRAINING_KINDS}, got {kind!r}")
+    committed = Path(committed).resolve()
+    return committed.parent.parent / kind / committed.parent.name / committed.name
+
+
 def supersede(committed: Path, new: dict[str, Any]) -> Path:
     """Replace the committed log ``data/runs/<run folder>/<key>.json`` by ``new``, a second training of the
     same run (same spec) made without local changes, keeping the first as
@@ -232,7 +246,7 @@ def supersede(committed: Path, new: dict[str, Any]) -> Path:
     if first.get("spec") != new.get("spec"):
         raise ValueError(f"new: its spec differs from that of the committed log {committed}; expected a second "
                          "training of the same run")
-    kept = committed.parent.parent / "superseded" / committed.parent.name / committed.name
+    kept = other_training_path(committed, "superseded")
     if kept.exists() and json.loads(kept.read_text(encoding="utf-8")) != first:
         raise ValueError(f"committed: {committed.name} was superseded before ({kept} holds its first training, "
                          "which is never overwritten)")
@@ -247,7 +261,7 @@ def other_trainings(run_folder_name: str) -> dict[str, dict[str, Any]]:
     trainings kept as evidence without replacing the first (``data/runs/retrained/<run folder>/``, written by
     ``scripts/retrain_committed_run.py --keep``). Empty if no run was trained twice."""
     logs = {}
-    for kind in ("superseded", "retrained"):
+    for kind in OTHER_TRAINING_KINDS:
         for path in sorted((COMMITTED_RUNS / kind / run_folder_name).glob("*.json")):
             if path.stem in logs:
                 raise ValueError(f"run {path.stem} of {run_folder_name} is both superseded and retrained; expected "
